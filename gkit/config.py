@@ -1,0 +1,100 @@
+"""The server's options: defined once, validated, no I/O.
+
+Every option is a field of :class:`Config` with its help text in the field's
+metadata; the CLI flags (``gkit.cli``) and the README table are generated from
+these fields, so a new option is added here and nowhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
+
+from .errors import ConfigError
+
+HTTP_ENGINES = ("auto", "httptools", "h11")
+
+
+def _opt(default: Any, help: str, *, cli: bool = True, metavar: Optional[str] = None) -> Any:
+    return field(default=default, metadata={"help": help, "cli": cli, "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of :func:`gkit.run_server`, with http-kit's defaults.
+
+    >>> Config(port=0, thread=8).thread
+    8
+    """
+
+    ip: str = _opt("0.0.0.0", "address to bind (IPv6 literals work)")
+    port: int = _opt(8090, "port to bind; 0 picks a free one (read back as server.port)")
+    thread: Optional[int] = _opt(
+        4, "how many app calls compute at once (greenlet pool size); 'none' = no limit")
+    worker_name_prefix: str = _opt(
+        "worker-", "name prefix of the greenlets while they run the app: worker-1, worker-2, ...")
+    queue_size: int = _opt(20480, "requests allowed to wait for a free worker; past it: 503")
+    max_body: int = _opt(8388608, "request body limit in bytes; past it: 413")
+    max_line: int = _opt(
+        8192, "limit in bytes for the request line and each header line; past it: 414")
+    max_ws: int = _opt(4194304, "WebSocket message limit in bytes (fragments summed); past it: close 1009")
+    http: str = _opt("auto", "HTTP/1.1 engine: auto (httptools when installed), httptools or h11")
+    max_buffered: int = _opt(
+        16 * 1024 * 1024, "a channel's unwritten-bytes limit; past it the channel is closed")
+    server_header: Optional[str] = _opt(
+        "gkit", "value of the Server response header; 'none' omits it (an app's own wins)")
+    idle_timeout: float = _opt(
+        60.0, "seconds before an idle keep-alive connection (or a stalled read/write) is closed")
+    header_timeout: float = _opt(
+        10.0, "seconds a client has to send a whole request head once it started one (slowloris)")
+    ssl_context: Optional[ssl.SSLContext] = _opt(
+        None, "an ssl.SSLContext for HTTPS and wss:// (CLI: --certfile/--keyfile)", cli=False)
+    proxy_headers: bool = _opt(
+        False, "take REMOTE_ADDR and wsgi.url_scheme from X-Forwarded-For/-Proto of trusted proxies")
+    forwarded_allow_ips: Tuple[str, ...] = _opt(
+        ("127.0.0.1", "::1"), "proxies trusted for proxy_headers ('*' trusts every peer)")
+    backlog: int = _opt(1024, "listen backlog")
+    reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
+    ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
+
+    def __post_init__(self) -> None:
+        if self.http not in HTTP_ENGINES:
+            raise ConfigError(f"http={self.http!r}: choose one of {', '.join(HTTP_ENGINES)}")
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"port={self.port!r}: give an integer from 0 to 65535")
+        if self.thread is not None and (not isinstance(self.thread, int) or self.thread < 1):
+            raise ConfigError(f"thread={self.thread!r}: give a positive integer, or None for no limit")
+        for name in ("queue_size", "max_body", "max_line", "max_ws", "max_buffered", "backlog"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name}={value!r}: give a non-negative integer")
+        if self.max_line < 64:
+            raise ConfigError(f"max_line={self.max_line}: give at least 64 bytes")
+        for name in ("idle_timeout", "header_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{name}={value!r}: give a positive number of seconds")
+        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+            raise ConfigError("ssl_context: give an ssl.SSLContext (see ssl.create_default_context)")
+        if isinstance(self.forwarded_allow_ips, str):
+            ips = tuple(p.strip() for p in self.forwarded_allow_ips.split(",") if p.strip())
+            object.__setattr__(self, "forwarded_allow_ips", ips)
+
+    @property
+    def max_head(self) -> int:
+        """Limit of a whole request head: past it 431."""
+        return max(65536, self.max_line)
+
+
+OPTIONS = tuple(f for f in dataclasses.fields(Config))
+
+
+def make_config(**options: Any) -> Config:
+    """Build a :class:`Config`, naming an unknown option clearly."""
+    known = {f.name for f in OPTIONS}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return Config(**options)

@@ -1,0 +1,35 @@
+"""One error hierarchy for gkit.
+
+Protocol errors carry a hint for the wire (``status_hint`` for HTTP,
+``close_code`` for WebSocket); only the I/O layer turns a hint into bytes.
+"""
+from __future__ import annotations
+
+
+class GkitError(Exception):
+    """Base class of every error gkit raises."""
+
+
+class ConfigError(GkitError, ValueError):
+    """A bad option; the message names the fix."""
+
+
+class ProtocolError(GkitError):
+    """The peer broke the protocol. ``status_hint`` is the HTTP status to answer with."""
+
+    def __init__(self, reason: str, status_hint: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_hint = status_hint
+
+
+class ChannelClosed(GkitError):
+    """Raised by ``Channel.receive`` (and ends ``for msg in ch``) once the channel closed."""
+
+    def __init__(self, status: str = "server-close") -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class HandshakeError(ProtocolError):
+    """A WebSocket upgrade request that cannot be accepted (answered with 400)."""

@@ -1,0 +1,99 @@
+"""The h11 (pure Python) engine: used when httptools is not installed."""
+from __future__ import annotations
+
+import h11
+
+from ..errors import ProtocolError
+from .h1 import CLOSED, END, NEED_DATA, Event, H1Parser, check_head, check_head_bytes
+
+
+class H11Parser(H1Parser):
+    """h11 parses; each request cycle gets a fresh ``h11.Connection``.
+
+    gkit writes responses itself (one writer for both engines), so h11 never
+    sees them; instead of replaying the response into h11 to reach its next
+    cycle, the unparsed bytes (h11's public ``trailing_data``) move on to a
+    new ``h11.Connection``.
+    """
+
+    name = "h11"
+
+    def __init__(self, max_line: int, max_head: int, max_body: int) -> None:
+        super().__init__(max_line, max_head, max_body)
+        self._conn = self._new_conn()
+        self._in_message = False
+        self._body_seen = 0
+        self._upgrading = False
+        self._head_tail = b""  # last byte of head bytes already checked
+
+    def _new_conn(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
+
+    def feed(self, data: bytes) -> None:
+        if self._upgrading:
+            self.trailing_data += data
+            return
+        if not self._in_message and data:
+            self._check_head_part(data)
+        try:
+            self._conn.receive_data(data)
+        except h11.RemoteProtocolError as exc:  # data after EOF and the like
+            raise ProtocolError(str(exc), exc.error_status_hint) from None
+
+    def _check_head_part(self, data: bytes) -> None:
+        """h11 takes bare LF and obs-fold; llhttp does not, so neither does gkit."""
+        end = data.find(b"\r\n\r\n")
+        head = data if end < 0 else data[:end + 4]
+        check_head_bytes(self._head_tail + head)
+        self._head_tail = head[-1:] if end < 0 else b""
+        if end < 0:
+            self._guard_head(data)
+
+    def next_event(self) -> Event:
+        if self._upgrading:
+            return NEED_DATA
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolError(str(exc) or "malformed request", exc.error_status_hint) from None
+        kind = type(event)
+        if kind is h11.Data:
+            self._body_seen += len(event.data)
+            if self._body_seen > self.max_body:
+                raise ProtocolError("request body too large", 413)
+            return bytes(event.data) if event.data else self.next_event()
+        if kind is h11.Request:
+            self._head_done()
+            self._head_tail = b""
+            self._in_message = True
+            self._body_seen = 0
+            headers = list(event.headers.raw_items())
+            return check_head(event.method, event.target, event.http_version.decode("ascii"),
+                              headers, self.max_line, self.max_body)
+        if kind is h11.EndOfMessage:
+            self._in_message = False
+            return END
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        if event is h11.PAUSED:  # an upgrade (or CONNECT) request was read whole
+            self._upgrading = True
+            self.trailing_data, _closed = self._conn.trailing_data
+            return NEED_DATA
+        if kind is h11.ConnectionClosed:
+            if self._in_message:
+                raise ProtocolError("client closed in the middle of a request")
+            return CLOSED
+        raise ProtocolError(f"unexpected event {kind.__name__}")  # pragma: no cover
+
+    def start_next_cycle(self) -> None:
+        data, closed = self._conn.trailing_data
+        self._conn = self._new_conn()
+        if data:
+            self._check_head_part(bytes(data))
+            self._conn.receive_data(data)
+        if closed:
+            self._conn.receive_data(b"")
+
+    @property
+    def in_head(self) -> bool:
+        return not self._in_message and (self._head_bytes > 0 or bool(self._conn.trailing_data[0]))

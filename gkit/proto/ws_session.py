@@ -1,0 +1,437 @@
+"""The server side of an open WebSocket connection (RFC 6455 §5-7, RFC 7692), sans-IO.
+
+Bytes from the client go in (:meth:`WsSession.receive_data`), events come out,
+and every method that sends returns the bytes to write. The session never
+raises for anything the peer does: a bad frame fails the connection with the
+right close code, a ``Closed`` event and the close frame in ``data_to_send()``.
+
+Why not wsproto's ``Connection`` for the frames: it costs about 14 µs to
+receive one small message on this machine (generators, an enum and a NamedTuple
+per frame, four ``translate`` passes per unmask), more than the whole echo
+budget, and it leaves reassembly, the size limit, pongs and close replies to
+the caller anyway. Its permessage-deflate also inflates without a size bound.
+This parser keeps wsproto's checks (the test suite compares the two on every
+failure case) and adds the ones it lacks; wsproto still negotiates
+permessage-deflate in the handshake.
+"""
+from __future__ import annotations
+
+import codecs
+import zlib
+from dataclasses import dataclass
+from struct import Struct
+
+from .ws_events import (ABNORMAL, INVALID_PAYLOAD, MESSAGE_TOO_BIG, NO_STATUS, PROTOCOL_ERROR,
+                        Closed, Event, Message, Ping, Pong, valid_close_code)
+
+_OPEN, _CLOSING, _CLOSED = 0, 1, 2  # _CLOSING: we sent a close frame and wait for the reply
+
+_U16 = Struct("!BBH").pack
+_U64 = Struct("!BBQ").pack
+_XOR = [bytes(a ^ b for a in range(256)) for b in range(256)]
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.1: removed from and restored to each message
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class _Fail(Exception):
+    """Internal: fail the connection with ``code``; never leaves this module."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _unmask(data: bytes, mask: bytes) -> bytes:
+    n = len(data)
+    if n <= 2048:
+        # One big-int XOR: about 0.6 µs for 32 bytes, three times faster than translate.
+        key = (mask * ((n >> 2) + 1))[:n]
+        return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+    # Large payloads: one translate per mask byte runs at memory speed, the int XOR does not.
+    buf = bytearray(data)
+    for i in range(4):
+        buf[i::4] = buf[i::4].translate(_XOR[mask[i]])
+    return bytes(buf)
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    """A server frame (unmasked): ``first`` is FIN|RSV|opcode."""
+    n = len(payload)
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 65536:
+        return _U16(first, 126, n) + payload
+    return _U64(first, 127, n) + payload
+
+
+def _close_payload(code: int, reason: str) -> bytes:
+    # 125 bytes at most for a control frame; cut the reason at a character boundary.
+    data = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+    return code.to_bytes(2, "big") + data
+
+
+@dataclass(frozen=True, slots=True)
+class DeflateParams:
+    """The permessage-deflate parameters agreed in the handshake (RFC 7692 §7.1)."""
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int = 15
+
+
+class WsSession:
+    """One open server-side WebSocket: feed it bytes, get events and bytes to send.
+
+    >>> ws = WsSession(max_message=1 << 20)
+    >>> ws.receive_data(b"\\x81\\x82\\x00\\x00\\x00\\x00hi")    # a masked "hi" (mask 0)
+    [Message(data='hi')]
+    >>> ws.send_message("hi")
+    b'\\x81\\x02hi'
+    >>> ws.receive_data(b"\\x88\\x82\\x00\\x00\\x00\\x00\\x03\\xe8"), ws.data_to_send()
+    ([Closed(code=1000, reason='')], b'\\x88\\x02\\x03\\xe8')
+    """
+
+    __slots__ = ("_max", "_state", "_buf", "_out", "_left", "_fin", "_mask", "_op",
+                 "_parts", "_size", "_utf8", "_deflate", "_inflate", "_inflating", "_deflater")
+
+    def __init__(self, *, max_message: int = 4194304, deflate: DeflateParams | None = None) -> None:
+        if max_message < 1:
+            raise ValueError(f"max_message must be at least 1 byte, got {max_message!r}")
+        self._max = max_message
+        self._state = _OPEN
+        self._buf = b""  # unparsed bytes: a partial header or control frame, never payload
+        self._out: list[bytes] = []  # pongs and close frames owed to the peer
+        # The data frame whose payload is arriving: bytes left, FIN, mask rotated to go on.
+        self._left = 0
+        self._fin = False
+        self._mask = b""
+        # The message being assembled across fragments and reads.
+        self._op = 0  # 0 none, 1 text, 2 binary
+        self._parts = bytearray()
+        self._size = 0
+        self._utf8: codecs.IncrementalDecoder | None = None
+        self._deflate = deflate
+        self._inflate: zlib._Decompress | None = None
+        self._inflating = False  # the current message has RSV1 set
+        self._deflater: zlib._Compress | None = None
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True while messages may be sent: no close frame sent or received yet."""
+        return self._state == _OPEN
+
+    @property
+    def closed(self) -> bool:
+        """True once the ``Closed`` event was returned; the session then ignores input."""
+        return self._state == _CLOSED
+
+    @property
+    def deflate(self) -> DeflateParams | None:
+        """The negotiated permessage-deflate parameters, or None."""
+        return self._deflate
+
+    # -- receiving -----------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview | None) -> list[Event]:
+        """Parse bytes from the client; ``None`` or ``b""`` means the connection hit EOF.
+
+        Returns the events in order; a ``Closed`` event is always the last one
+        ever returned. Afterwards send ``data_to_send()``.
+        """
+        if self._state == _CLOSED:
+            return []
+        if not data:
+            self._release(_CLOSED)
+            return [Closed(ABNORMAL, "")]
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        events: list[Event] = []
+        try:
+            pos = self._parse(data, events)
+        except _Fail as exc:
+            self._fail(exc.code, exc.reason, events)
+            return events
+        if pos < len(data) and self._state != _CLOSED:
+            self._buf = data[pos:]
+        return events
+
+    def data_to_send(self) -> bytes:
+        """The bytes the session owes the peer (pongs, close replies); empties the queue."""
+        out = self._out
+        if not out:
+            return b""
+        data = b"".join(out)
+        out.clear()
+        return data
+
+    def _parse(self, data: bytes, events: list[Event]) -> int:
+        pos = 0
+        end = len(data)
+        while pos < end:
+            if self._left:
+                pos = self._payload(data, pos, end, events)
+                continue
+            if end - pos < 2:
+                break
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            op = b0 & 0x0F
+            # Everything the first two bytes can tell, checked before waiting for more.
+            if b0 & 0x70 and (b0 & 0x70 != 0x40 or self._deflate is None or op not in (1, 2)):
+                raise _Fail(PROTOCOL_ERROR, "reserved bits set without an extension that uses them")
+            if not b1 & 0x80:
+                raise _Fail(PROTOCOL_ERROR, "client frames must be masked")
+            n = b1 & 0x7F
+            if op > 7:
+                if op > 10:
+                    raise _Fail(PROTOCOL_ERROR, f"unknown opcode {op:#x}")
+                if not b0 & 0x80:
+                    raise _Fail(PROTOCOL_ERROR, "fragmented control frame")
+                if n > 125:
+                    raise _Fail(PROTOCOL_ERROR, "control frame payload over 125 bytes")
+                if end - pos < 6 + n:
+                    break
+                payload = _unmask(data[pos + 6:pos + 6 + n], data[pos + 2:pos + 6])
+                pos += 6 + n
+                self._control(op, payload, events)
+                if self._state == _CLOSED:
+                    return pos
+                continue
+            if op > 2:
+                raise _Fail(PROTOCOL_ERROR, f"unknown opcode {op:#x}")
+            if op and self._op:
+                raise _Fail(PROTOCOL_ERROR, "new data frame while a fragmented message is in progress")
+            if not op and not self._op:
+                raise _Fail(PROTOCOL_ERROR, "continuation frame without a message to continue")
+            head = 6
+            if n == 126:
+                if end - pos < 4:
+                    break
+                n = (data[pos + 2] << 8) | data[pos + 3]
+                if n < 126:
+                    raise _Fail(PROTOCOL_ERROR, "payload length not in its shortest form")
+                head = 8
+            elif n == 127:
+                if end - pos < 10:
+                    break
+                n = int.from_bytes(data[pos + 2:pos + 10], "big")
+                if n < 65536 or n >> 63:
+                    raise _Fail(PROTOCOL_ERROR, "payload length not in its shortest form or over 2**63")
+                head = 14
+            deflated = b0 & 0x40 or (not op and self._inflating)
+            if not deflated and self._size + n > self._max:
+                # Refused from the header alone: not a byte of it gets buffered.
+                raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
+            if end - pos < head:
+                break
+            mask = data[pos + head - 4:pos + head]
+            pos += head
+            if op and b0 & 0x80 and end - pos >= n and not deflated:
+                # The hot path: a whole single-frame message in this read.
+                payload = _unmask(data[pos:pos + n], mask)
+                pos += n
+                if op == 1:
+                    try:
+                        events.append(Message(payload.decode("utf-8")))
+                    except UnicodeDecodeError:
+                        raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message") from None
+                else:
+                    events.append(Message(payload))
+                continue
+            if op:
+                self._op = op
+                self._inflating = bool(deflated)
+                if op == 1:
+                    self._utf8 = _Utf8Decoder()
+            self._left = n
+            self._fin = bool(b0 & 0x80)
+            self._mask = mask
+            if not n:
+                self._frame_done(events)
+        return pos
+
+    def _payload(self, data: bytes, pos: int, end: int, events: list[Event]) -> int:
+        """Take what is here of the current data frame's payload, as it arrives."""
+        take = min(self._left, end - pos)
+        mask = self._mask
+        chunk = _unmask(data[pos:pos + take], mask)
+        turn = take & 3
+        if turn:
+            self._mask = mask[turn:] + mask[:turn]
+        self._left -= take
+        if self._inflating:
+            chunk = self._inflated(chunk)
+        self._add(chunk)
+        if not self._left:
+            self._frame_done(events)
+        return pos + take
+
+    def _add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max:
+            raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
+        utf8 = self._utf8
+        if utf8 is not None and chunk:
+            try:
+                utf8.decode(chunk, False)
+            except UnicodeDecodeError:
+                raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message") from None
+            # The codec waits for a third byte before refusing a UTF-16 surrogate (ED A0-BF);
+            # the bytes so far already prove the text invalid, so fail now (Autobahn 6.x).
+            pending = utf8.getstate()[0]
+            if len(pending) > 1 and pending[0] == 0xED and pending[1] > 0x9F:
+                raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message")
+        self._parts += chunk
+
+    def _inflated(self, chunk: bytes) -> bytes:
+        inflate = self._inflate
+        if inflate is None:
+            # Window 15 decodes any window the client may use, whatever was negotiated.
+            inflate = self._inflate = zlib.decompressobj(-15)
+        room = self._max - self._size
+        try:
+            # Bounded: a small compressed frame cannot make the session hold more than the limit.
+            out = inflate.decompress(chunk, room + 1)
+        except zlib.error:
+            raise _Fail(INVALID_PAYLOAD, "invalid permessage-deflate data") from None
+        if len(out) > room:
+            raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
+        return out
+
+    def _frame_done(self, events: list[Event]) -> None:
+        if not self._fin:
+            return
+        if self._inflating:
+            self._add(self._inflated(_TAIL))
+            inflate = self._inflate
+            if inflate is not None and (inflate.eof or (self._deflate is not None and self._deflate.client_no_context_takeover)):
+                self._inflate = None  # a fresh window for the next message
+        parts = self._parts
+        if self._op == 1:
+            assert self._utf8 is not None
+            try:
+                self._utf8.decode(b"", True)
+            except UnicodeDecodeError:
+                raise _Fail(INVALID_PAYLOAD, "text message ends inside a UTF-8 sequence") from None
+            message: str | bytes = parts.decode("utf-8")
+        else:
+            message = bytes(parts)
+        events.append(Message(message))
+        self._op = 0
+        self._parts = bytearray()
+        self._size = 0
+        self._utf8 = None
+        self._inflating = False
+
+    def _control(self, op: int, payload: bytes, events: list[Event]) -> None:
+        if op == 9:
+            events.append(Ping(payload))
+            if self._state == _OPEN:
+                self._out.append(_frame(0x8A, payload))
+            return
+        if op == 10:
+            events.append(Pong(payload))
+            return
+        if not payload:
+            code, reason = NO_STATUS, ""
+        elif len(payload) == 1:
+            raise _Fail(PROTOCOL_ERROR, "close frame with a 1-byte payload")
+        else:
+            code = (payload[0] << 8) | payload[1]
+            if not valid_close_code(code):
+                raise _Fail(PROTOCOL_ERROR, f"invalid close code {code}")
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in the close reason") from None
+        if self._state == _OPEN:
+            # Echo the code (RFC 6455 §5.5.1); a close without a code gets one without a code.
+            self._out.append(_frame(0x88, payload[:2]))
+        self._release(_CLOSED)
+        events.append(Closed(code, reason))
+
+    def _fail(self, code: int, reason: str, events: list[Event]) -> None:
+        if self._state == _OPEN:
+            self._out.append(_frame(0x88, _close_payload(code, reason)))
+        self._release(_CLOSED)
+        events.append(Closed(code, reason))
+
+    def _release(self, state: int) -> None:
+        self._state = state
+        if state == _CLOSED:
+            self._buf = b""
+            self._parts = bytearray()
+            self._utf8 = self._inflate = self._deflater = None
+
+    # -- sending -------------------------------------------------------------------
+
+    def send_message(self, data: str | bytes | bytearray | memoryview) -> bytes:
+        """The frame for one message: text for ``str``, binary for bytes-like.
+
+        Returns ``b""`` once the session is no longer open (check ``is_open``).
+        """
+        if self._state != _OPEN:
+            return b""
+        if type(data) is str:
+            payload = data.encode("utf-8")
+            first = 0x81
+        elif isinstance(data, str):
+            payload = str(data).encode("utf-8")
+            first = 0x81
+        else:
+            payload = data if type(data) is bytes else bytes(data)
+            first = 0x82
+        if self._deflate is not None:
+            payload = self._compressed(payload)
+            first |= 0x40
+        n = len(payload)
+        if n < 126:
+            return bytes((first, n)) + payload
+        if n < 65536:
+            return _U16(first, 126, n) + payload
+        return _U64(first, 127, n) + payload
+
+    def _compressed(self, payload: bytes) -> bytes:
+        deflater = self._deflater
+        if deflater is None:
+            bits = self._deflate.server_max_window_bits if self._deflate else 15
+            deflater = self._deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits)
+        # A full flush also forgets the window: that is server_no_context_takeover.
+        no_context = self._deflate is not None and self._deflate.server_no_context_takeover
+        data = deflater.compress(payload) + deflater.flush(zlib.Z_FULL_FLUSH if no_context else zlib.Z_SYNC_FLUSH)
+        return data[:-4] if data.endswith(_TAIL) else data
+
+    def send_ping(self, data: bytes = b"") -> bytes:
+        """A ping frame (at most 125 bytes of data); ``b""`` once not open."""
+        return self._send_control(0x89, bytes(data))
+
+    def send_pong(self, data: bytes = b"") -> bytes:
+        """An unsolicited pong frame (a heartbeat); pings are answered automatically."""
+        return self._send_control(0x8A, bytes(data))
+
+    def _send_control(self, first: int, payload: bytes) -> bytes:
+        if len(payload) > 125:
+            raise ValueError(f"control frame data is {len(payload)} bytes; the limit is 125")
+        if self._state != _OPEN:
+            return b""
+        return _frame(first, payload)
+
+    def send_close(self, code: int = 1000, reason: str = "") -> bytes:
+        """Start the closing handshake; ``b""`` if a close was already sent or received.
+
+        Wait for the ``Closed`` event (the peer's reply), with a timeout, then
+        close the TCP connection. The reason is cut to 123 UTF-8 bytes.
+        """
+        if not valid_close_code(code):
+            raise ValueError(f"{code} cannot be sent as a close code; use 1000-1003, 1007-1014 or 3000-4999")
+        if self._state != _OPEN:
+            return b""
+        self._state = _CLOSING
+        return _frame(0x88, _close_payload(code, reason))
+

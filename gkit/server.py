@@ -1,0 +1,259 @@
+"""Listening, accepting, idle deadlines, and stop: ``run_server`` and ``Server``."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import sys
+import time
+from email.utils import formatdate
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+
+import gevent
+from gevent.event import Event
+from gevent.server import StreamServer
+
+from .config import Config, make_config
+from .connection import PARK_CHANNEL, PARK_HEAD, PARK_IDLE, Connection
+from .pool import WorkerPool
+from .proto.h1 import resolve_engine
+from .wsgi import FileWrapper
+
+log = logging.getLogger("gkit")
+
+WSGIApp = Callable[..., Iterable[bytes]]
+
+
+class _Acceptor(StreamServer):
+    """gevent's StreamServer, accepting in the hub and handing each socket to
+    a :class:`Connection` that owns it from then on (so it is not closed when
+    ``handle`` returns: an idle connection parks without a greenlet)."""
+
+    def do_close(self, *args: Any) -> None:
+        pass
+
+
+class Server:
+    """A running gkit server; see :func:`run_server`."""
+
+    def __init__(self, app: WSGIApp, config: Config,
+                 listeners: Optional[List[socket.socket]] = None) -> None:
+        self.app = app
+        self.config = config
+        self.engine = resolve_engine(config.http)
+        self.hub = gevent.get_hub()
+        self.pool = WorkerPool(config.thread, config.queue_size, config.worker_name_prefix)
+        self.status = "stopped"
+        self.connections: Set[Connection] = set()
+        # Parked connections by deadline kind; dicts keep insertion order, and
+        # within one kind the deadline grows with it, so sweeping stops at the
+        # first connection not yet due.
+        self._idle: Dict[Connection, float] = {}
+        self._head: Dict[Connection, float] = {}
+        self._busy = 0
+        self._quiet = Event()
+        self._quiet.set()
+        self._stopped = Event()
+        self._date = ""
+        self._date_at = 0
+        self._trusted = self._trust_list(config.forwarded_allow_ips)
+        self._acceptors = [_Acceptor(sock, self._accept) for sock in
+                           (listeners if listeners is not None else [self._listen()])]
+        for acc in self._acceptors:
+            acc.max_accept = 256
+        self._sweeper: Any = None
+        base = {
+            "SERVER_NAME": self._server_name(), "SERVER_PORT": str(self.port),
+            "SCRIPT_NAME": "", "SERVER_SOFTWARE": "gkit",
+            "wsgi.version": (1, 0), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+            "wsgi.multiprocess": False, "wsgi.run_once": False,
+            "wsgi.input_terminated": True, "wsgi.file_wrapper": FileWrapper,
+        }
+        self._base = {False: dict(base, **{"wsgi.url_scheme": "http"}),
+                      True: dict(base, **{"wsgi.url_scheme": "https"})}
+
+    # -- setup -------------------------------------------------------------------
+    def _listen(self) -> socket.socket:
+        config = self.config
+        family = socket.AF_INET6 if ":" in config.ip else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((config.ip.strip("[]"), config.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot bind {config.ip}:{config.port}: {exc.strerror}") from None
+        sock.listen(config.backlog)
+        sock.setblocking(False)
+        return sock
+
+    def _server_name(self) -> str:
+        name = self._acceptors[0].socket.getsockname()
+        return name[0] if isinstance(name, tuple) else "localhost"
+
+    @staticmethod
+    def _trust_list(items: Iterable[str]) -> List[Any]:
+        nets: List[Any] = []
+        for item in items:
+            if item == "*":
+                nets.append("*")
+            else:
+                nets.append(ipaddress.ip_network(item, strict=False))
+        return nets
+
+    def trusts(self, ip: str) -> bool:
+        """Is the peer ``ip`` a proxy trusted for proxy headers?"""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return "*" in self._trusted or not ip  # Unix socket peers have no address
+        return any(net == "*" or addr in net for net in self._trusted)
+
+    def start(self) -> "Server":
+        for acc in self._acceptors:
+            acc.start()
+        self.status = "running"
+        period = max(0.05, min(1.0, self.config.idle_timeout / 4, self.config.header_timeout / 4))
+        self._sweeper = self.hub.loop.timer(period, period)
+        self._sweeper.start(self._sweep)
+        return self
+
+    # -- facts used by connections -------------------------------------------------
+    @property
+    def port(self) -> int:
+        name = self._acceptors[0].socket.getsockname()
+        return name[1] if isinstance(name, tuple) else 0
+
+    @property
+    def address(self) -> Any:
+        return self._acceptors[0].socket.getsockname()
+
+    def date(self) -> str:
+        """The Date header value, formatted at most once a second."""
+        now = int(time.time())
+        if now != self._date_at:
+            self._date_at = now
+            self._date = formatdate(now, usegmt=True)
+        return self._date
+
+    def base_environ(self, secure: bool) -> Dict[str, Any]:
+        return self._base[secure]
+
+    def _accept(self, sock: socket.socket, addr: Any) -> None:
+        if self.status != "running":
+            sock.close()
+            return
+        secure = self.config.ssl_context is not None
+        if secure:
+            from .tls import wrap_server_side
+            sock = wrap_server_side(sock, self.config.ssl_context)
+        Connection(self, sock, addr, secure).start()
+
+    def track(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def untrack(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+
+    def parked(self, conn: Connection, why: int) -> None:
+        if why == PARK_IDLE:
+            self._idle[conn] = time.monotonic() + self.config.idle_timeout
+            if self.status == "stopping":
+                conn.close()
+        elif why == PARK_HEAD:
+            self._head[conn] = time.monotonic() + self.config.header_timeout
+
+    def unparked(self, conn: Connection) -> None:
+        self._idle.pop(conn, None)
+        self._head.pop(conn, None)
+
+    def busy_started(self) -> None:
+        self._busy += 1
+        self._quiet.clear()
+
+    def busy_ended(self) -> None:
+        self._busy -= 1
+        if self._busy <= 0:
+            self._quiet.set()
+
+    def _sweep(self) -> None:  # in the hub, periodically
+        now = time.monotonic()
+        for table, late in ((self._idle, None), (self._head, 408)):
+            while table:
+                conn = next(iter(table))
+                if table[conn] > now:
+                    break
+                del table[conn]
+                if late is None:
+                    conn.close()
+                else:
+                    gevent.spawn(conn.fail, 408, "request head not complete in time")
+
+    # -- stop --------------------------------------------------------------------
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop accepting, close idle connections, let in-flight requests finish
+        for up to ``timeout`` seconds, then close every connection."""
+        if self.status != "running":
+            if self.status == "stopping":
+                self._stopped.wait()
+            return
+        self.status = "stopping"
+        for acc in self._acceptors:
+            acc.stop_accepting()
+            acc.close()
+        for conn in list(self.connections):
+            conn.closing = True
+            if conn in self._idle or conn in self._head:
+                conn.close()
+        if timeout and self._busy:
+            self._quiet.wait(timeout)
+        for conn in list(self.connections):
+            if conn.channel is not None:
+                conn.channel.server_close()
+        for conn in list(self.connections):
+            g = conn.greenlet
+            conn.close()
+            if g is not None and g is not gevent.getcurrent() and not g.dead:
+                g.throw(gevent.GreenletExit) if False else None
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper.close()
+            self._sweeper = None
+        self.status = "stopped"
+        self._stopped.set()
+
+    def __call__(self, timeout: Optional[float] = None) -> None:
+        """``server(timeout=...)``: http-kit's stop function."""
+        self.stop(timeout)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Block until the server is stopped; True if it is."""
+        return self._stopped.wait(timeout)
+
+    def serve_forever(self) -> None:
+        self.join()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<gkit.Server {self.status} on {self.config.ip}:{self.port} http={self.engine}>"
+
+
+def run_server(app: WSGIApp, **options: Any) -> Server:
+    """Bind, start accepting, and return the running :class:`Server` at once.
+
+    >>> def app(environ, start_response):
+    ...     start_response("200 OK", [("Content-Type", "text/plain")])
+    ...     return [b"hello HTTP!"]
+    >>> server = run_server(app, ip="127.0.0.1", port=0)
+    >>> server.port > 0, server.status
+    (True, 'running')
+    >>> server.stop()
+    """
+    return Server(app, make_config(**options)).start()

@@ -1,0 +1,313 @@
+"""The WSGI side of a request: ``wsgi.input``, ``start_response``, the
+response writer and ``wsgi.file_wrapper``.
+
+``run_app`` calls the app in the connection's greenlet (which holds a worker
+slot) and writes what it returns through the one response framing of
+``proto.response``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
+
+from gevent.socket import wait_write
+
+from .errors import ProtocolError
+from .proto.environ import apply_proxy_headers, build_environ
+from .proto.h1 import Request
+from .proto.response import CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead, build_head
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+error_log = logging.getLogger("gkit.error")
+
+HANDED_OVER = object()  # run_app's answer once a channel owns the connection
+
+
+class ClientGone(OSError):
+    """The client closed the connection while the app was reading or writing."""
+
+
+class Input:
+    """``wsgi.input``: the body streamed from the socket as the app reads it."""
+
+    def __init__(self, conn: "Connection", req: Request) -> None:
+        self._conn = conn
+        self._buf = b""
+        self._eof = not req.has_body
+        self._continue = req.expect_continue and req.has_body and req.version == "1.1"
+
+    def _more(self) -> bool:
+        if self._eof:
+            return False
+        if self._continue:
+            self._continue = False
+            self._conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        chunk = self._conn.read_body()
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf += chunk
+        return True
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        if size is None or size < 0:
+            while self._more():
+                pass
+            data, self._buf = self._buf, b""
+            return data
+        while len(self._buf) < size and self._more():
+            pass
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        while True:
+            end = self._buf.find(b"\n") + 1
+            if end or (size is not None and 0 <= size <= len(self._buf)) or not self._more():
+                break
+        if not end:
+            end = len(self._buf)
+        if size is not None and 0 <= size < end:
+            end = size
+        data, self._buf = self._buf[:end], self._buf[end:]
+        return data
+
+    def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
+        lines, total = [], 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> "Input":
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    @property
+    def finished(self) -> bool:
+        return self._eof and not self._buf
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: served with ``os.sendfile`` when the socket allows."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> "FileWrapper":
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def sendfile_span(self) -> Optional[Tuple[int, int, int]]:
+        """(fd, offset, count) when the file can go out with sendfile, else None."""
+        try:
+            fd = self.filelike.fileno()
+            offset = self.filelike.tell()
+            size = os.fstat(fd).st_size
+        except (AttributeError, OSError, ValueError):
+            return None
+        return fd, offset, max(size - offset, 0)
+
+
+class StartResponse:
+    """The ``start_response`` callable of PEP 3333."""
+
+    __slots__ = ("status", "headers", "writer")
+
+    def __init__(self, writer: "ResponseWriter") -> None:
+        self.status: Optional[str] = None
+        self.headers: List[Tuple[str, str]] = []
+        self.writer = writer
+
+    def __call__(self, status: str, headers: List[Tuple[str, str]],
+                 exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info:
+            try:
+                if self.writer.head is not None:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response called twice without exc_info")
+        self.status = status
+        self.headers = headers
+        return self.writer.write
+
+
+class ResponseWriter:
+    """Frames and writes one response; head and first body bytes go in one send."""
+
+    __slots__ = ("conn", "req", "start", "head", "sent", "keep_alive")
+
+    def __init__(self, conn: "Connection", req: Request, keep_alive: bool) -> None:
+        self.conn = conn
+        self.req = req
+        self.start = StartResponse(self)
+        self.head: Optional[ResponseHead] = None
+        self.sent = 0
+        self.keep_alive = keep_alive
+
+    def begin(self, length: Optional[int]) -> bytes:
+        start = self.start
+        if start.status is None:
+            raise BadResponse("the app returned without calling start_response")
+        server = self.conn.server
+        req = self.req
+        self.head = head = build_head(
+            start.status, start.headers, method=req.method, version=req.version,
+            keep_alive=self.keep_alive, length=length, date=server.date(),
+            server=server.config.server_header)
+        return head.data
+
+    def write(self, data: bytes) -> None:
+        out = self.begin(None) if self.head is None else b""
+        head = self.head
+        assert head is not None
+        if data:
+            mode = head.mode
+            if mode == CHUNKED:
+                out += b"%x\r\n" % len(data) + data + b"\r\n"
+            elif mode == LENGTH:
+                room = head.length - self.sent  # type: ignore[operator]
+                if len(data) > room:
+                    data = data[:room]
+                    head.keep_alive = False  # the app wrote more than it declared
+                out += data
+            elif mode != NO_BODY:
+                out += data
+            self.sent += len(data)
+        if out:
+            self.conn.send(out)
+
+    def finish(self) -> None:
+        if self.head is None:
+            self.conn.send(self.begin(0))
+            return
+        head = self.head
+        if head.mode == CHUNKED:
+            self.conn.send(b"0\r\n\r\n")
+        elif head.mode == LENGTH and self.sent != head.length:
+            head.keep_alive = False  # the client cannot find the end: close
+
+
+def _known_length(result: Any) -> Optional[int]:
+    if type(result) is list or type(result) is tuple:
+        try:
+            return sum(map(len, result))
+        except TypeError:
+            return None
+    return None
+
+
+def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
+    """Call the app for ``req``; returns whether the connection stays open,
+    or HANDED_OVER when the app opened a channel."""
+    server = conn.server
+    inp = Input(conn, req)
+    environ = build_environ(req, server.base_environ(conn.secure), conn.addr, inp)
+    config = server.config
+    if config.proxy_headers and server.trusts(conn.addr[0]):
+        apply_proxy_headers(environ, config.forwarded_allow_ips)
+    environ["gkit.connection"] = conn
+    writer = ResponseWriter(conn, req, keep_alive)
+    result = None
+    try:
+        result = server.app(environ, writer.start)
+        if conn.channel is not None:
+            return HANDED_OVER
+        _write_result(conn, writer, result)
+    except (OSError, ClientGone):
+        if conn.channel is not None:
+            return HANDED_OVER
+        return False
+    except ProtocolError as exc:  # from reading wsgi.input (413, bad chunk)
+        if conn.channel is not None:
+            conn.channel.abort()
+            return HANDED_OVER
+        if writer.head is None:
+            conn.send_error(exc.status_hint, exc.reason)
+        return False
+    except Exception as exc:
+        error_log.error("error in app %r for %s %s", server.app, req.method,
+                        environ.get("PATH_INFO"), exc_info=sys.exc_info())
+        if conn.channel is not None:
+            conn.channel.abort()
+            return HANDED_OVER
+        if writer.head is None:
+            conn.send_error(500, "the app failed" if not isinstance(exc, BadResponse) else str(exc))
+        return False
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                error_log.exception("error in close() of the app's response")
+    if writer.head is None or not writer.head.keep_alive:
+        return False
+    return conn.drain_body()
+
+
+def _write_result(conn: "Connection", writer: ResponseWriter, result: Iterable[bytes]) -> None:
+    if isinstance(result, FileWrapper) and conn.raw is not None:
+        span = result.sendfile_span()
+        if span is not None and writer.req.method != "HEAD":
+            fd, offset, count = span
+            conn.send(writer.begin(count))
+            if writer.head is not None and writer.head.mode == LENGTH:
+                count = min(count, writer.head.length or 0)
+            writer.sent = conn.sendfile(fd, offset, count)
+            writer.finish()
+            return
+    length = _known_length(result)
+    if length is not None:
+        if writer.head is None:
+            # The whole response in one send: head and body together.
+            if not writer.start.status:
+                raise BadResponse("the app returned without calling start_response")
+            body = b"".join(result)
+            head = writer.begin(length)
+            if writer.head.mode == NO_BODY:  # type: ignore[union-attr]
+                conn.send(head)
+            else:
+                writer.sent = len(body)
+                conn.send(head + body)
+            return
+    for chunk in result:
+        if chunk:
+            writer.write(chunk)
+    writer.finish()
+
+
+def sendfile_all(sock_fd: int, fd: int, offset: int, count: int) -> int:
+    """Cooperative ``os.sendfile``: waits for writability in gevent's hub."""
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, fd, offset + sent, count - sent)
+        except BlockingIOError:
+            wait_write(sock_fd)
+            continue
+        if n == 0:
+            break
+        sent += n
+    return sent
