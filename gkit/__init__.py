@@ -4,8 +4,12 @@ Importing gkit never monkey-patches; the ``gkit`` command does.
 """
 from .config import Config
 from .errors import ChannelClosed, ConfigError, GkitError, HandshakeError, ProtocolError
+from .channel import Channel
+from .handover import as_channel, async_response, with_channel
 from .server import Server, run_server
+from .timer import schedule_task
 
-__all__ = ["run_server", "Server", "Config", "ChannelClosed", "ConfigError", "GkitError",
+__all__ = ["run_server", "Server", "Config", "Channel", "with_channel", "as_channel",
+           "async_response", "schedule_task", "ChannelClosed", "ConfigError", "GkitError",
            "HandshakeError", "ProtocolError"]
 __version__ = "0.1.0"

@@ -43,6 +43,7 @@ class Connection:
 
     __slots__ = ("server", "sock", "raw", "addr", "secure", "fileno", "parser", "watcher",
                  "greenlet", "closed", "closing", "busy", "channel", "on_readable", "body_done",
+                 "request", "resume_pending",
                  "__weakref__")
 
     def __init__(self, server: "Server", sock: socket.socket, addr: Tuple[str, int],
@@ -67,6 +68,8 @@ class Connection:
         self.channel: Optional["Channel"] = None
         self.on_readable: Any = None  # what a parked connection does when data comes
         self.body_done = True    # the current request's END was read
+        self.request: Optional[Request] = None
+        self.resume_pending = False  # a channel ended its response while the app still ran
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -83,9 +86,15 @@ class Connection:
             self.park(PARK_IDLE, self._run)
 
     def spawn(self, run: Any) -> None:
-        """Run ``run`` in a new greenlet of this connection, now."""
-        g = greenlet(self._guard, parent=self.server.hub)
-        g.switch(run)
+        """Run ``run`` in a new greenlet of this connection: now when called in
+        the hub, else from the hub's next loop turn (a greenlet switched to
+        from another one would never switch back to it)."""
+        hub = self.server.hub
+        g = greenlet(self._guard, parent=hub)
+        if getcurrent() is hub:
+            g.switch(run)
+        else:
+            hub.loop.run_callback(g.switch, run)
 
     def _guard(self, run: Any) -> None:
         self.greenlet = getcurrent()
@@ -280,6 +289,7 @@ class Connection:
             return False
         g = getcurrent()
         g.name = worker  # type: ignore[attr-defined]
+        self.request = req
         self.body_done = False
         self.busy = True
         server.busy_started()
@@ -290,6 +300,18 @@ class Connection:
             self.busy = False
             server.busy_ended()
         if keep is HANDED_OVER:
+            channel = self.channel
+            if channel is not None and not channel.is_websocket and channel.is_open:
+                # The app is done with the request body now: watch for the
+                # client leaving while the response stays open.
+                if self.drain_body():
+                    channel.start_reading()
+            if self.resume_pending:  # the channel already answered: go on here
+                self.resume_pending = False
+                if self.drain_body() and not self.closing:
+                    self.parser.start_next_cycle()
+                    return True
+                self.close()
             return False
         if keep and not self.closing:
             self.parser.start_next_cycle()
@@ -297,11 +319,21 @@ class Connection:
         self.linger_close() if req.has_body else self.close()
         return False
 
-    def resume_http(self) -> None:
-        """A channel finished its response: serve the next request (keep-alive)."""
+    def channel_done(self, keep_alive: bool) -> None:
+        """A channel wrote its whole response: serve the next request on this
+        connection (keep-alive), or close it."""
         self.channel = None
-        if self.closing:
+        self.unpark()
+        if not keep_alive or self.closing:
             self.close()
-            return
-        self.parser.start_next_cycle()
-        self._run()
+        elif self.busy:
+            self.resume_pending = True  # _dispatch goes on once the app returns
+        else:
+            self.spawn(self._resume)
+
+    def _resume(self) -> None:
+        if self.drain_body():
+            self.parser.start_next_cycle()
+            self._run()
+        else:
+            self.close()

@@ -256,7 +256,9 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
             conn.send_error(500, "the app failed" if not isinstance(exc, BadResponse) else str(exc))
         return False
     finally:
-        close = getattr(result, "close", None)
+        # The framework's iterable is closed; a returned channel is not (it
+        # lives on until the app or the client closes it).
+        close = None if result is conn.channel else getattr(result, "close", None)
         if close is not None:
             try:
                 close()

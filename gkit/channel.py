@@ -1,0 +1,394 @@
+"""Channels: HTTP streaming, long polling and WebSocket behind one object.
+
+A channel owns its connection once the app asked for it. Writing never
+blocks the caller: ``send`` tries a non-blocking write and queues what the
+socket does not take at once; a flusher greenlet writes the queue out in
+order, so sends from many greenlets never interleave. Reading is done by the
+connection's parked watcher (see ``connection.py``): a channel waiting for
+an event holds neither a worker slot nor a greenlet.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Callable, Deque, Iterator, List, Optional, Tuple, Union
+
+from gevent.event import Event
+
+from .errors import ChannelClosed
+from .proto.response import CHUNKED, NO_BODY, UNTIL_CLOSE, BadResponse, build_head
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+error_log = logging.getLogger("gkit.error")
+
+Message = Union[str, bytes]
+BUF = 65536
+
+
+def _to_bytes(body: Any) -> bytes:
+    """A channel body as bytes: str (UTF-8), bytes-like, file-like, iterable, None."""
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    read = getattr(body, "read", None)
+    if read is not None:
+        data = read()
+        return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    try:
+        parts = iter(body)
+    except TypeError:
+        raise TypeError(f"cannot send {type(body).__name__}: give str, bytes, a file, "
+                        f"an iterable of those, or a response dict") from None
+    return b"".join(_to_bytes(part) for part in parts)
+
+
+def _status_line(status: Any) -> str:
+    if isinstance(status, str):
+        return status
+    try:
+        return f"{int(status)} {HTTPStatus(int(status)).phrase}"
+    except ValueError:
+        return f"{int(status)} Unknown"
+
+
+def _header_list(headers: Any) -> List[Tuple[str, str]]:
+    if not headers:
+        return []
+    items = headers.items() if hasattr(headers, "items") else headers
+    out: List[Tuple[str, str]] = []
+    for name, value in items:
+        if isinstance(value, (list, tuple)):
+            out.extend((str(name), str(v)) for v in value)
+        else:
+            out.append((str(name), str(value)))
+    return out
+
+
+class Channel:
+    """The connection of one request, handed to the app (see ``with_channel``)."""
+
+    is_websocket = False
+
+    def __init__(self, conn: "Connection") -> None:
+        self._conn = conn
+        self._open = True
+        self._status: Optional[str] = None
+        self._on_receive: Optional[Callable[[Message], Any]] = None
+        self._on_close: Optional[Callable[[str], Any]] = None
+        self._on_ping: Optional[Callable[[bytes], Any]] = None
+        self._inbox: Deque[Message] = deque()
+        self._delivering = False
+        self._arrived: Optional[Event] = None
+        self._outbox: Deque[bytes] = deque()
+        self._buffered = 0
+        self._flushing = False
+        self._drained: Optional[Event] = None
+        self._after_flush: Optional[Callable[[], None]] = None
+
+    # -- public API ----------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued but not yet written to the socket."""
+        return self._buffered
+
+    def on_receive(self, fn: Callable[[Message], Any]) -> None:
+        """Call ``fn(message)`` for each message, in order; queued ones first."""
+        self._on_receive = fn
+        self._deliver_queued()
+
+    def on_close(self, fn: Callable[[str], Any]) -> None:
+        """Call ``fn(status)`` once when the channel closes (at once if it has)."""
+        if self._status is not None:
+            self._call(fn, self._status)
+        else:
+            self._on_close = fn
+
+    def on_ping(self, fn: Callable[[bytes], Any]) -> None:
+        self._on_ping = fn
+
+    def receive(self, timeout: Optional[float] = None) -> Message:
+        """Block this greenlet until the next message; ChannelClosed at the end,
+        TimeoutError after ``timeout`` seconds without one."""
+        while not self._inbox:
+            if self._status is not None:
+                raise ChannelClosed(self._status)
+            if self._arrived is None:
+                self._arrived = Event()
+            self._arrived.clear()
+            if not self._arrived.wait(timeout):
+                raise TimeoutError(f"no message within {timeout} s")
+        return self._inbox.popleft()
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            try:
+                yield self.receive()
+            except ChannelClosed:
+                return
+
+    def drain(self, timeout: Optional[float] = None) -> bool:
+        """Block until queued bytes are written (True) or ``timeout`` passes."""
+        if not self._outbox and not self._flushing:
+            return True
+        if self._drained is None:
+            self._drained = Event()
+        return self._drained.wait(timeout)
+
+    def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> bool:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        kind = "WebSocket" if self.is_websocket else "HTTP"
+        return f"<gkit.Channel {kind} {'open' if self._open else 'closed'} {self._conn.addr}>"
+
+    # -- delivery --------------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            error_log.exception("error in a channel callback %r", fn)
+
+    def _deliver(self, message: Message) -> None:
+        self._inbox.append(message)
+        if self._on_receive is not None:
+            self._deliver_queued()
+        elif self._arrived is not None:
+            self._arrived.set()
+
+    def _deliver_queued(self) -> None:
+        # One deliverer at a time: a callback that blocks cannot let a later
+        # message overtake an earlier one.
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._inbox and self._on_receive is not None:
+                self._call(self._on_receive, self._inbox.popleft())
+        finally:
+            self._delivering = False
+
+    def _closed(self, status: str) -> None:
+        """The channel is over: report ``status`` once and wake receivers."""
+        self._open = False
+        if self._status is not None:
+            return
+        self._status = status
+        if self._arrived is not None:
+            self._arrived.set()
+        fn, self._on_close = self._on_close, None
+        if fn is not None:
+            self._call(fn, status)
+
+    # -- writing ---------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        """Queue ``data`` for the socket without blocking."""
+        if not data:
+            return
+        conn = self._conn
+        if conn.closed:
+            return
+        if not self._outbox and not self._flushing and conn.raw is not None:
+            try:
+                n = conn.raw.send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                self._lost()
+                return
+            if n == len(data):
+                return
+            data = data[n:]
+        self._outbox.append(data)
+        self._buffered += len(data)
+        if self._buffered > conn.server.config.max_buffered:
+            error_log.warning("closing a channel to %s: %d unwritten bytes passed max_buffered",
+                              conn.addr, self._buffered)
+            self._outbox.clear()
+            self._buffered = 0
+            self._overflow()
+            return
+        if not self._flushing:
+            self._flushing = True
+            conn.spawn(self._flush)
+
+    def _flush(self) -> None:
+        conn = self._conn
+        try:
+            while self._outbox and not conn.closed:
+                data = b"".join(self._outbox)
+                self._outbox.clear()
+                conn.sock.sendall(data)
+                self._buffered = max(0, self._buffered - len(data))
+        except OSError:
+            self._outbox.clear()
+            self._buffered = 0
+            self._flushing = False
+            self._lost()
+            return
+        finally:
+            if self._drained is not None:
+                self._drained.set()
+        self._flushing = False
+        self._run_after_flush()
+
+    def _when_flushed(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once every queued byte is written."""
+        self._after_flush = fn
+        if not self._flushing and not self._outbox:
+            self._run_after_flush()
+
+    def _run_after_flush(self) -> None:
+        fn, self._after_flush = self._after_flush, None
+        if fn is not None:
+            fn()
+
+    def _lost(self) -> None:
+        """The client went away."""
+        self._conn.close()
+        self._closed("client-close")
+
+    def _overflow(self) -> None:
+        self._conn.close()
+        self._closed("server-close")
+
+    # -- used by the server and the WSGI layer ------------------------------------------
+    def start_reading(self) -> None:
+        raise NotImplementedError
+
+    def server_close(self) -> None:
+        """The server is stopping."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """The app raised after opening the channel."""
+        raise NotImplementedError
+
+
+class HttpChannel(Channel):
+    """Streaming and long polling over one HTTP response."""
+
+    def __init__(self, conn: "Connection") -> None:
+        super().__init__(conn)
+        self._mode: Optional[int] = None   # framing once the head is sent
+        self._keep_alive = False
+
+    def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
+        if not self._open:
+            return False
+        close = True if close_after_send is None else close_after_send
+        try:
+            if self._mode is None:
+                out = self._head(data, close)
+            else:
+                body = _to_bytes(data.get("body") if isinstance(data, dict) else data)
+                out = self._frame(body)
+        except (BadResponse, TypeError, ValueError) as exc:
+            error_log.error("channel send refused: %s", exc)
+            return False
+        if close:
+            if self._mode == CHUNKED:
+                out += b"0\r\n\r\n"
+            self._write(out)
+            self._finish("server-close")
+        else:
+            self._write(out)
+        return True
+
+    def _head(self, data: Any, close: bool) -> bytes:
+        if isinstance(data, dict):
+            status = _status_line(data.get("status", 200))
+            headers = _header_list(data.get("headers"))
+            body = _to_bytes(data.get("body"))
+        else:
+            status, body = "200 OK", _to_bytes(data)
+            headers = [("Content-Type", "text/html; charset=utf-8")]
+        conn = self._conn
+        req = conn.request
+        assert req is not None
+        server = conn.server
+        head = build_head(status, headers, method=req.method, version=req.version,
+                          keep_alive=req.keep_alive and not conn.closing and not req.upgrade,
+                          length=len(body) if close else None, date=server.date(),
+                          server=server.config.server_header)
+        self._mode = head.mode
+        self._keep_alive = head.keep_alive
+        return head.data + self._frame(body)
+
+    def _frame(self, body: bytes) -> bytes:
+        if not body or self._mode == NO_BODY:
+            return b""
+        if self._mode == CHUNKED:
+            return b"%x\r\n" % len(body) + body + b"\r\n"
+        return body
+
+    def close(self) -> bool:
+        if not self._open:
+            return False
+        if self._mode is None:
+            return self.send({"status": 200, "headers": {}, "body": b""})
+        if self._mode == CHUNKED:
+            self._write(b"0\r\n\r\n")
+        self._finish("server-close")
+        return True
+
+    def _finish(self, status: str) -> None:
+        keep = self._keep_alive and self._mode != UNTIL_CLOSE
+        self._closed(status)
+        conn = self._conn
+        self._when_flushed(lambda: conn.channel_done(keep))
+
+    def start_reading(self) -> None:
+        conn = self._conn
+        if conn.raw is not None and not conn.closed:
+            from .connection import PARK_CHANNEL
+            conn.park(PARK_CHANNEL, self._readable)
+
+    def _readable(self) -> None:
+        """While the response is open, the only thing to learn from the
+        client is that it left; a pipelined request waits in the parser."""
+        conn = self._conn
+        try:
+            data = conn.raw.recv(BUF)
+        except BlockingIOError:
+            return self.start_reading()
+        except OSError:
+            data = b""
+        if not data:
+            if self._open:
+                conn.close()
+                self._closed("client-close")
+            return
+        conn.parser.feed(data)
+
+    def server_close(self) -> None:
+        if self._open:
+            if self._mode == CHUNKED:
+                self._write(b"0\r\n\r\n")
+            self._open = False
+            self._when_flushed(self._conn.close)
+            self._closed("server-close")
+
+    def abort(self) -> None:
+        if not self._open:
+            return
+        if self._mode is None:
+            self.send({"status": 500, "headers": {"Content-Type": "text/plain"},
+                       "body": "500 Internal Server Error\n"})
+        else:
+            self._conn.close()
+            self._closed("server-close")
