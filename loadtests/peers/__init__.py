@@ -1,0 +1,1 @@
+"""Reference servers the load tests compare gkit against."""
