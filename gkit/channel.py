@@ -92,6 +92,9 @@ class Channel:
         self._flushing = False
         self._drained: Optional[Event] = None
         self._after_flush: Optional[Callable[[], None]] = None
+        self.log_from: Optional[float] = None  # set when the access log is on
+        self._status_code = 0
+        self._sent = 0
 
     # -- public API ----------------------------------------------------------------
     @property
@@ -260,7 +263,15 @@ class Channel:
     def _lost(self) -> None:
         """The client went away."""
         self._conn.close()
+        self._log()
         self._closed("client-close")
+
+    def _log(self) -> None:
+        if self.log_from is not None and self._conn.request is not None:
+            from .accesslog import log_request
+            log_request(self._conn, self._conn.request, self._status_code or 499,
+                        self._sent, self.log_from)
+            self.log_from = None
 
     def _overflow(self) -> None:
         self._conn.close()
@@ -327,11 +338,13 @@ class HttpChannel(Channel):
                           server=server.config.server_header)
         self._mode = head.mode
         self._keep_alive = head.keep_alive
+        self._status_code = head.status_code
         return head.data + self._frame(body)
 
     def _frame(self, body: bytes) -> bytes:
         if not body or self._mode == NO_BODY:
             return b""
+        self._sent += len(body)
         if self._mode == CHUNKED:
             return b"%x\r\n" % len(body) + body + b"\r\n"
         return body
@@ -348,6 +361,7 @@ class HttpChannel(Channel):
 
     def _finish(self, status: str) -> None:
         keep = self._keep_alive and self._mode != UNTIL_CLOSE
+        self._log()
         self._closed(status)
         conn = self._conn
         self._when_flushed(lambda: conn.channel_done(keep))

@@ -115,8 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import logging
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.access_log:
-        logging.getLogger("gkit.access").setLevel(logging.INFO)
+    logging.getLogger("gkit.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
     app = load_app(args.app)
     from .errors import ConfigError
     from .server import run_server

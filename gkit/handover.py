@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from .channel import Channel, HttpChannel
@@ -70,6 +71,9 @@ def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
     ws = WebSocketChannel(conn, session)
     conn.channel = ws
     ws._write(response)
+    from . import accesslog
+    if accesslog.enabled():
+        accesslog.log_request(conn, req, 101, None, time.monotonic())
     trailing = conn.parser.trailing_data
     if trailing:
         ws.feed(trailing)

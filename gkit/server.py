@@ -51,6 +51,7 @@ class Server:
         self._idle: Dict[Connection, float] = {}
         self._head: Dict[Connection, float] = {}
         self._busy = 0
+        self.requests = 0  # app calls started: gunicorn's max_requests counts these
         self._quiet = Event()
         self._quiet.set()
         self._stopped = Event()
@@ -170,6 +171,7 @@ class Server:
         self._head.pop(conn, None)
 
     def busy_started(self) -> None:
+        self.requests += 1
         self._busy += 1
         self._quiet.clear()
 

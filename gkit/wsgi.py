@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 
 from gevent.socket import wait_write
 
+from . import accesslog
 from .errors import ProtocolError
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
@@ -230,9 +232,13 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     environ["gkit.connection"] = conn
     writer = ResponseWriter(conn, req, keep_alive)
     result = None
+    logged = accesslog.enabled()
+    started = time.monotonic() if logged else 0.0
     try:
         result = server.app(environ, writer.start)
         if conn.channel is not None:
+            if logged:
+                conn.channel.log_from = started
             return HANDED_OVER
         _write_result(conn, writer, result)
     except (OSError, ClientGone):
@@ -264,6 +270,9 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
                 close()
             except Exception:
                 error_log.exception("error in close() of the app's response")
+        if logged and conn.channel is None:
+            accesslog.log_request(conn, req, writer.head.status_code if writer.head else 500,
+                                  writer.sent, started)
     if writer.head is None or not writer.head.keep_alive:
         return False
     return conn.drain_body()
