@@ -94,7 +94,7 @@ class Member:
 class Waiter:
     """A parked long-poll request."""
 
-    __slots__ = ("ch", "since", "epoch", "deadline", "cid", "answered")
+    __slots__ = ("ch", "since", "epoch", "deadline", "cid", "answered", "counted")
 
     def __init__(self, ch: Any, since: int, epoch: str, deadline: float, cid: Optional[str]) -> None:
         self.ch = ch
@@ -103,6 +103,7 @@ class Waiter:
         self.deadline = deadline
         self.cid = cid
         self.answered = False
+        self.counted = False      # included in its Poller's ``parked``
 
 
 class Poller:
@@ -348,8 +349,6 @@ class ChatApp:
         # answers the waiter, so nothing falls between the two.
         room.waiters.add(waiter)
         ch.on_close(lambda status: self._waiter_gone(room, waiter))
-        if nick is not None and cid is not None:
-            self._poller_seen(room, cid, nick, environ.get("REMOTE_ADDR", "?"), now)
         try:
             history = self.hub.history(room_name)
         except HubUnavailable as e:
@@ -362,6 +361,10 @@ class ChatApp:
                 newer = [m for m in history if m["id"] > since]
                 if newer:
                     self._answer(room, waiter, poll_body(newer))
+        # After the history: a newcomer's first answer is the room as it was,
+        # its own join comes with the next poll.
+        if nick is not None and cid is not None:
+            self._poller_seen(room, cid, nick, environ.get("REMOTE_ADDR", "?"), waiter)
         return ch
 
     def _answer(self, room: Room, waiter: Waiter, body: str, status: str = "200 OK") -> None:
@@ -379,19 +382,24 @@ class ChatApp:
             self._poller_unparked(room, waiter)
         self._forget_if_empty(room)
 
-    def _poller_seen(self, room: Room, cid: str, nick: str, peer: str, now: float) -> None:
+    def _poller_seen(self, room: Room, cid: str, nick: str, peer: str, waiter: Waiter) -> None:
+        """A poll from ``cid``: a newcomer is announced; ``parked`` counts its
+        polls still waiting (a poller with none for ``poll_grace`` is gone)."""
         poller = room.pollers.get(cid)
+        if not waiter.answered:
+            waiter.counted = True
         if poller is None:
-            poller = room.pollers[cid] = Poller(nick, peer, now)
-            poller.parked = 1
+            poller = room.pollers[cid] = Poller(nick, peer, time.monotonic())
+            poller.parked = int(waiter.counted)
             log.info("join room=%s nick=%r transport=poll peer=%s", room.name, nick, peer)
-            self._announce("join", room.name, nick)
+            self._announce("join", room.name, nick)   # may answer the waiter: that unparks it
         else:
-            poller.last_seen = now
-            poller.parked += 1
+            poller.last_seen = time.monotonic()
+            poller.parked += int(waiter.counted)
 
     def _poller_unparked(self, room: Room, waiter: Waiter) -> None:
-        poller = room.pollers.get(waiter.cid) if waiter.cid else None
+        poller = room.pollers.get(waiter.cid) if waiter.counted and waiter.cid else None
+        waiter.counted = False
         if poller is not None:
             poller.parked = max(0, poller.parked - 1)
             poller.last_seen = time.monotonic()
