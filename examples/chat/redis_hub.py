@@ -160,10 +160,11 @@ class RedisHub:
                     if item is not None and item.get("type") == "message":
                         self._on_raw(item["data"])
             except (redis.RedisError, OSError, HubUnavailable) as e:
+                what = "lost the connection to" if self.connected else "cannot reach"
                 self.connected = False
                 self.last_error = str(e)
-                log.error("redis: lost %s: %s; reconnecting in %.1f s",
-                          self.safe_url, e, backoff)
+                log.error("redis: %s %s: %s; retrying in %.1f s (the chat keeps serving; "
+                          "sending fails until Redis is back)", what, self.safe_url, e, backoff)
                 gevent.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
