@@ -376,3 +376,39 @@ def test_concurrent_connections(serve):
     jobs = [gevent.spawn(get, server.port, f"/{i}") for i in range(30)]
     gevent.joinall(jobs, timeout=10, raise_error=True)
     assert [j.value.status for j in jobs] == [200] * 30
+
+
+def test_latin1_response_header_value_is_written_as_latin1(serve):
+    """PEP 3333: header values are native strings holding latin-1 code points."""
+    def app(environ, start_response):
+        start_response("200 OK", [("X-Latin", "caf\u00e9"), ("Content-Length", "1")])
+        return [b"x"]
+
+    server = serve(app)
+    data = send_raw(server.port, request(headers=[("Connection", "close")]))
+    assert b"\r\nX-Latin: caf\xe9\r\n" in data
+
+
+def remote_app(environ, start_response):
+    body = f"{environ['REMOTE_ADDR']} {environ['wsgi.url_scheme']}".encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+FORWARDED = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")]
+
+
+def test_forwarded_headers_ignored_by_default(serve):
+    server = serve(remote_app)
+    assert get(server.port, headers=FORWARDED).body == b"127.0.0.1 http"
+
+
+def test_proxy_headers_from_trusted_proxy(serve):
+    server = serve(remote_app, proxy_headers=True, forwarded_allow_ips=("127.0.0.1",))
+    assert get(server.port, headers=FORWARDED).body == b"203.0.113.7 https"
+    assert get(server.port).body == b"127.0.0.1 http"  # no headers: the peer itself
+
+
+def test_proxy_headers_from_untrusted_peer_ignored(serve):
+    server = serve(remote_app, proxy_headers=True, forwarded_allow_ips=("10.9.8.7",))
+    assert get(server.port, headers=FORWARDED).body == b"127.0.0.1 http"

@@ -339,3 +339,14 @@ def test_client_sending_body_without_waiting_for_100(serve):
     data = send_raw(server.port, expect_request(5, body=b"hello"))
     responses = final(parse_responses(data))
     assert [(r.status, r.body) for r in responses] == [(200, b"hello")]
+
+
+def test_no_100_continue_for_http10(serve):
+    """RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored."""
+    server = serve(echo_app)
+    raw = (b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+           b"hello")
+    data = send_raw(server.port, raw)
+    assert b" 100 " not in data.split(b"\r\n", 1)[0]
+    responses = parse_responses(data)
+    assert [(r.status, r.body) for r in responses] == [(200, b"hello")]

@@ -193,3 +193,18 @@ def test_error_midway_through_pipeline(serve):
     responses = parse_responses(data)
     assert [(r.status, r.body) for r in responses[:2]] == [(200, b"/1"), (200, b"/2")]
     assert [r.status for r in responses[2:]] == [400]
+
+
+def test_app_connection_close_header_closes(serve):
+    """An app that says Connection: close gets the connection closed after its response."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "3"), ("Connection", "close")])
+        return [b"bye"]
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request() + request(target="/never"))
+        resp = conn.read_response()
+        assert (resp.status, resp.body) == (200, b"bye")
+        assert "close" in resp.connection_tokens()
+        conn.assert_closed()

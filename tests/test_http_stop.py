@@ -51,11 +51,12 @@ def wait_status(server, status, timeout=5):
 
 def test_status_running_then_stopped(serve):
     server = serve(hello)
+    port = server.port
     assert server.status == "running"
-    assert get(server.port).status == 200
+    assert get(port).status == 200
     server.stop()
     assert server.status == "stopped"
-    assert refuses_connections(server.port)
+    assert refuses_connections(port)
 
 
 def test_stop_closes_idle_keep_alive_at_once(serve):
@@ -79,12 +80,13 @@ def test_stop_closes_idle_keep_alive_at_once(serve):
 def test_stop_lets_in_flight_request_finish_with_connection_close(serve):
     app = blocking_app(serve)
     server = serve(app)
-    with RawConn(server.port) as conn:
+    port = server.port
+    with RawConn(port) as conn:
         conn.send(request(target="/slow"))
         assert app.entered.wait(timeout=5)
         stopper = gevent.spawn(server.stop, 30)
         assert wait_status(server, "stopping"), server.status
-        assert refuses_connections(server.port)  # no new connections while stopping
+        assert refuses_connections(port)  # no new connections while stopping
         assert not stopper.ready()
         app.release.set()
         resp = conn.read_response()
@@ -169,7 +171,8 @@ def test_second_stop_is_a_no_op(serve):
 def test_server_is_callable_to_stop(serve):
     app = blocking_app(serve)
     server = serve(app)
-    with RawConn(server.port) as conn:
+    port = server.port
+    with RawConn(port) as conn:
         conn.send(request(target="/slow"))
         assert app.entered.wait(timeout=5)
         stopper = gevent.spawn(server, timeout=30)
@@ -180,7 +183,7 @@ def test_server_is_callable_to_stop(serve):
         assert "close" in resp.connection_tokens()
     stopper.get(timeout=5)
     assert server.status == "stopped"
-    assert refuses_connections(server.port)
+    assert refuses_connections(port)
 
 
 def test_context_manager_stops_on_exit(engine):

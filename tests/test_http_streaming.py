@@ -145,6 +145,8 @@ def test_close_called_when_client_disconnects_mid_stream(serve):
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        if environ["PATH_INFO"] != "/endless":
+            return [b"ok"]
 
         def endless():
             try:
@@ -158,7 +160,7 @@ def test_close_called_when_client_disconnects_mid_stream(serve):
 
     server = serve(app)
     conn = RawConn(server.port)
-    conn.send(request())
+    conn.send(request(target="/endless"))
     conn.read_until(b"xxxx")
     conn.close()
     assert finished.wait(timeout=10), "the body was not closed after the client left"
