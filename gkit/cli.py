@@ -1,19 +1,53 @@
 """The ``gkit`` command: ``gkit module:app [options]`` (also ``python -m gkit``).
 
 One flag per :class:`gkit.config.Config` field, generated from the fields, so
-an option is defined once. The command monkey-patches gevent before it
-imports the app; importing :mod:`gkit` never does.
+a server option is defined once. The few options that are about processes and
+sockets rather than the server (``--bind``, ``--workers``, ``--reload``, TLS
+files, logging) are defined once, in :data:`PROCESS_OPTIONS` below.
+
+How a run goes: parse and validate everything (usage errors exit 2 with one
+line), bind the listening sockets once, then either serve in this process
+(the default), or fork ``--workers`` processes that serve on those sockets
+(:mod:`gkit.supervisor`), or run the server in a child process restarted on
+source changes (:mod:`gkit.reload`). Only a process that serves monkey-patches
+gevent, and it does so before it imports the app; importing :mod:`gkit` never
+patches.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
+import signal
 import sys
+import traceback
 import typing
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
+
+from .supervisor import APP_LOAD_ERROR, Listener, adopt, bind_all, cooperative, parse_bind
+
+log = logging.getLogger("gkit")
+
+# Exit code of usage and configuration errors (argparse's); a worker that
+# could not start exits 3 and an app that cannot be imported 4, as gunicorn's.
+USAGE_ERROR = 2
+
+# A child started by --reload gets the listening sockets' descriptors here.
+FDS_ENV = "GKIT_LISTEN_FDS"
 
 
+class UsageError(Exception):
+    """A bad flag or value; the message is the one line the user sees."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + error
+        raise UsageError(f"{message} (see gkit --help)")
+
+
+# -- flags ------------------------------------------------------------------------
 def _none_or(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         return None if text.lower() in ("none", "null", "") else kind(text)
@@ -39,99 +73,354 @@ def _flag_type(hint: Any) -> Optional[Callable[[str], Any]]:
     return hint
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive.__name__ = "positive integer"
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_seconds.__name__ = "number of seconds"
+
+# The process-level options: (flags, argparse keywords). Their one definition.
+PROCESS_OPTIONS: List[Any] = [
+    (("-b", "--bind"), dict(
+        action="append", metavar="ADDRESS",
+        help="address to listen on: HOST:PORT, [IPV6]:PORT, HOST or unix:PATH; repeatable; "
+             "replaces --ip/--port")),
+    (("--uds",), dict(metavar="PATH", help="listen on a Unix socket (the same as -b unix:PATH); "
+                                           "removed at exit")),
+    (("-w", "--workers"), dict(
+        type=_positive, metavar="N",
+        help="worker processes sharing the listening socket (default: $WEB_CONCURRENCY or 1); "
+             "1 serves in this process")),
+    (("--graceful-timeout",), dict(
+        type=_seconds, default=30.0, metavar="SECONDS",
+        help="on TERM, how long in-flight requests may take to finish before the server (and "
+             "each worker) stops (default: 30.0)")),
+    (("--reload",), dict(
+        action="store_true",
+        help="restart the server when a .py file under the current directory (or --reload-dir) "
+             "changes; needs watchfiles (pip install 'gkit[reload]')")),
+    (("--reload-dir",), dict(action="append", metavar="DIR",
+                             help="directory to watch with --reload (repeatable; default: .)")),
+    (("--certfile",), dict(help="PEM certificate (chain) for HTTPS and wss://")),
+    (("--keyfile",), dict(help="PEM private key for --certfile (if not in --certfile)")),
+    (("--access-log",), dict(action="store_true",
+                             help="log every request on the gkit.access logger, to stderr")),
+    (("--log-level",), dict(default="info",
+                            choices=["debug", "info", "warning", "error", "critical"],
+                            help="logging level (default: info)")),
+]
+
+# Defaults read from the environment when the flag is not given (gunicorn, uvicorn).
+ENV_DEFAULTS = {"workers": "WEB_CONCURRENCY", "forwarded_allow_ips": "FORWARDED_ALLOW_IPS"}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .config import OPTIONS, Config
 
     hints = typing.get_type_hints(Config)
-    parser = argparse.ArgumentParser(
-        prog="gkit", description="Serve a WSGI app with gkit (http-kit for Python).")
+    parser = _Parser(prog="gkit", allow_abbrev=False,
+                     description="Serve a WSGI app with gkit (http-kit for Python).")
     parser.add_argument("app", help="the WSGI app as module:attribute (e.g. myproject.wsgi:app)")
-    for field in OPTIONS:
-        if not field.metadata.get("cli", True):
+    parser.add_argument("--version", action="version", version=f"gkit {__version__}")
+    for field_ in OPTIONS:
+        if not field_.metadata.get("cli", True):
             continue
-        flag = "--" + field.name.replace("_", "-")
-        kind = _flag_type(hints[field.name])
-        help_text = f"{field.metadata['help']} (default: {field.default!r})"
+        flag = "--" + field_.name.replace("_", "-")
+        kind = _flag_type(hints[field_.name])
+        help_text = f"{field_.metadata['help']} (default: {field_.default!r})"
+        if field_.name in ENV_DEFAULTS:
+            help_text += f"; env {ENV_DEFAULTS[field_.name]}"
         if kind is None:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(flag, dest=field_.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=None,
-                                metavar=field.name.upper(), help=help_text)
-    parser.add_argument("--certfile", help="PEM certificate (chain) for HTTPS and wss://")
-    parser.add_argument("--keyfile", help="PEM private key for --certfile")
-    parser.add_argument("--access-log", action="store_true",
-                        help="log every request on the gkit.access logger, to stderr")
-    parser.add_argument("--log-level", default="info", help="logging level (default: info)")
+            parser.add_argument(flag, dest=field_.name, type=kind, default=None,
+                                metavar=field_.name.upper(), help=help_text)
+    for flags, keywords in PROCESS_OPTIONS:
+        parser.add_argument(*flags, **keywords)
     return parser
 
 
+# -- the plan: everything validated before any socket or process ---------------------
+@dataclass
+class Plan:
+    app: str
+    config: Any                       # gkit.config.Config
+    binds: List[Any] = field(default_factory=list)
+    workers: int = 1
+    reload: bool = False
+    reload_dirs: List[str] = field(default_factory=list)
+    graceful_timeout: float = 30.0
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
+    access_log: bool = False
+    log_level: str = "info"
+
+
+def _env_default(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> bool:
+    """Fill ``dest`` from its environment variable; True if it came from there."""
+    name = ENV_DEFAULTS[dest]
+    text = os.environ.get(name, "").strip()
+    if getattr(args, dest) is not None or not text:
+        return False
+    action = next(a for a in parser._actions if a.dest == dest)
+    try:
+        setattr(args, dest, action.type(text) if action.type else text)
+    except ValueError:
+        raise UsageError(f"environment {name}={text!r} is not a valid --"
+                         f"{dest.replace('_', '-')} value") from None
+    return True
+
+
+def make_plan(argv: Sequence[str]) -> Plan:
+    """Parse and validate ``argv``; raise :class:`UsageError` with one line."""
+    from .config import OPTIONS
+    from .errors import ConfigError
+    from .config import make_config
+
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    workers_from_env = _env_default(parser, args, "workers")
+    _env_default(parser, args, "forwarded_allow_ips")
+    options = {f.name: getattr(args, f.name) for f in OPTIONS
+               if f.metadata.get("cli", True) and getattr(args, f.name) is not None}
+    try:
+        config = make_config(**options)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    except (ValueError, TypeError) as exc:  # e.g. a bad address in --forwarded-allow-ips
+        raise UsageError(f"bad option value: {exc}") from None
+    binds = [parse_bind(text) for text in (args.bind or [])]
+    if args.uds:
+        binds.append(parse_bind("unix:" + args.uds))
+    if binds and (args.ip is not None or args.port is not None):
+        raise UsageError("give either -b/--bind/--uds or --ip/--port, not both")
+    if not binds:
+        binds = [parse_bind(f"[{config.ip}]:{config.port}" if ":" in config.ip
+                            else f"{config.ip}:{config.port}")]
+    workers = args.workers or 1
+    if args.reload and workers > 1:
+        if not workers_from_env:
+            raise UsageError(f"--reload and --workers {workers} do not combine: --reload runs "
+                             "one server process; drop one of them")
+        workers = 1  # WEB_CONCURRENCY is a deployment default; --reload is for development
+    dirs = args.reload_dir or ["."]
+    if args.reload_dir and not args.reload:
+        raise UsageError("--reload-dir needs --reload")
+    for path in dirs:
+        if not os.path.isdir(path):
+            raise UsageError(f"--reload-dir {path!r} is not a directory")
+    if args.keyfile and not args.certfile:
+        raise UsageError("--keyfile needs --certfile")
+    return Plan(app=args.app, config=config, binds=binds, workers=workers, reload=args.reload,
+                reload_dirs=[os.path.abspath(d) for d in dirs],
+                graceful_timeout=args.graceful_timeout, certfile=args.certfile,
+                keyfile=args.keyfile, access_log=args.access_log, log_level=args.log_level)
+
+
+# -- the app ----------------------------------------------------------------------------
+class AppLoadError(Exception):
+    """The app cannot be imported; the message is one line."""
+
+
 def load_app(spec: str) -> Any:
-    """Import ``module:attribute``; raise SystemExit with a one-line reason."""
+    """Import ``module:attribute`` (attribute defaults to ``app``).
+
+    >>> load_app("examples.hello:app").__name__
+    'app'
+    """
     module_name, _, attr = spec.partition(":")
     attr = attr or "app"
     if not module_name:
-        raise SystemExit(f"gkit: error: app {spec!r}: give it as module:attribute")
+        raise AppLoadError(f"app {spec!r}: give it as module:attribute")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SystemExit(f"gkit: error: cannot import {module_name!r}: {exc}") from None
-    try:
-        app = module
-        for part in attr.split("."):
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AppLoadError(f"cannot import {module_name!r}: no module named {exc.name!r} "
+                               f"(run gkit from the directory that contains it)") from None
+        raise AppLoadError(f"importing {module_name!r} failed: {exc}") from None
+    except SyntaxError as exc:
+        raise AppLoadError(f"importing {module_name!r} failed: SyntaxError: {exc.msg} "
+                           f"({exc.filename}, line {exc.lineno})") from None
+    except Exception as exc:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise AppLoadError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc} "
+                           f"({frame.filename}, line {frame.lineno})") from None
+    app: Any = module
+    for part in attr.split("."):
+        try:
             app = getattr(app, part)
-    except AttributeError:
-        raise SystemExit(f"gkit: error: module {module_name!r} has no attribute {attr!r}") from None
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not callable(app):
-        raise SystemExit(f"gkit: error: {spec!r} is not callable: give a WSGI app")
+        raise AppLoadError(f"{module_name}:{attr} is a {type(app).__name__}, not a WSGI app "
+                           f"(a callable taking environ and start_response)")
     return app
 
 
-def options_from(args: argparse.Namespace) -> Dict[str, Any]:
-    from .config import OPTIONS
+def ssl_context_from(certfile: Optional[str], keyfile: Optional[str]) -> Any:
+    """An ``ssl.SSLContext`` for --certfile/--keyfile; :class:`UsageError` when they are bad."""
+    if not certfile:
+        return None
+    import ssl
 
-    options = {f.name: getattr(args, f.name) for f in OPTIONS
-               if f.metadata.get("cli", True) and getattr(args, f.name) is not None}
-    # Flags that say "none" explicitly mean None (thread, server_header).
-    if args.certfile:
-        import ssl
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for flag, path, marker in (("--certfile", certfile, "CERTIFICATE-----"),
+                               ("--keyfile", keyfile or certfile, "PRIVATE KEY-----")):
         try:
-            context.load_cert_chain(args.certfile, args.keyfile)
-        except (OSError, ssl.SSLError) as exc:
-            raise SystemExit(f"gkit: error: cannot load --certfile/--keyfile: {exc}") from None
-        options["ssl_context"] = context
-    elif args.keyfile:
-        raise SystemExit("gkit: error: --keyfile needs --certfile")
-    return options
+            with open(path, "rb") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"{flag} {path!r}: {exc.strerror.lower()}") from None
+        if marker.encode() not in text:
+            what = "certificate" if flag == "--certfile" else "private key"
+            raise UsageError(f"{flag} {path!r}: no PEM {what} in it (want a '-----BEGIN "
+                             f"...{marker}' block)")
+
+    def no_password() -> bytes:
+        raise UsageError(f"--keyfile {keyfile or certfile!r}: the private key is encrypted; "
+                         f"give an unencrypted key (openssl pkey -in KEY -out KEY.plain)")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile, keyfile, password=no_password)
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if reason == "KEY_VALUES_MISMATCH":
+            raise UsageError(f"--keyfile {keyfile or certfile!r} does not match the certificate "
+                             f"in --certfile {certfile!r}") from None
+        raise UsageError(f"cannot load --certfile {certfile!r} / --keyfile "
+                         f"{keyfile or certfile!r}: bad PEM ({reason})") from None
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+# -- serving in this process --------------------------------------------------------------
+def setup_logging(plan: Plan) -> None:
+    logging.basicConfig(level=plan.log_level.upper(), stream=sys.stderr,
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    access = logging.getLogger("gkit.access")
+    access.setLevel(logging.INFO if plan.access_log else logging.WARNING)
+    if plan.access_log:  # a combined-format line has its own timestamp: print it bare
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
+
+
+def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
+          ready: Optional[Callable[[], None]] = None, ssl_context: Any = None,
+          multiprocess: bool = False) -> int:
+    """Monkey-patch, import the app, serve on ``listeners`` until TERM/INT.
+
+    ``supervised``: a worker or a --reload child; it stops when its parent dies.
+    """
     from gevent import monkey
     monkey.patch_all()
-
-    import logging
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("gkit.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
-    app = load_app(args.app)
-    from .errors import ConfigError
-    from .server import run_server
-    try:
-        server = run_server(app, **options_from(args))
-    except (ConfigError, OSError) as exc:
-        print(f"gkit: error: {exc}", file=sys.stderr)
-        return 2
-    logging.getLogger("gkit").info("serving %s on http%s://%s:%s (http=%s)", args.app,
-                                   "s" if args.certfile else "", server.config.ip, server.port,
-                                   server.engine)
-    import signal
     import gevent
-    gevent.signal_handler(signal.SIGTERM, server.stop, 10.0)
-    gevent.signal_handler(signal.SIGINT, server.stop, 1.0)
+
+    try:
+        app = load_app(plan.app)
+    except AppLoadError as exc:
+        print(f"gkit: error: {exc}", file=sys.stderr)
+        return APP_LOAD_ERROR
+    if ssl_context is None and plan.certfile:
+        ssl_context = ssl_context_from(plan.certfile, plan.keyfile)
+    from .server import Server
+
+    config = plan.config
+    if ssl_context is not None:
+        import dataclasses
+        config = dataclasses.replace(config, ssl_context=ssl_context)
+    server = Server(app, config, listeners=[cooperative(lst.sock) for lst in listeners])
+    if multiprocess:  # FIXME(core): Server should take this (see /tmp/gkit-bugs-cli.md)
+        for base in getattr(server, "_base", {}).values():
+            base["wsgi.multiprocess"] = True
+    server.start()
+    stops = []
+
+    def on_signal(timeout: float) -> None:
+        stops.append(timeout)
+        if len(stops) == 1:
+            log.info("stopping (waiting up to %ss for in-flight requests)", timeout)
+            server.stop(timeout)
+        else:
+            log.warning("second signal: closing every connection now")
+            os._exit(1)
+
+    gevent.signal_handler(signal.SIGTERM, on_signal, plan.graceful_timeout)
+    gevent.signal_handler(signal.SIGINT, on_signal, min(1.0, plan.graceful_timeout))
+    if supervised:
+        gevent.spawn(_stop_when_orphaned, server, os.getppid(), plan.graceful_timeout)
+    log.info("%s %s (http=%s)", "worker serving" if supervised else "serving", plan.app,
+             server.engine)
+    if ready is not None:
+        ready()
     server.join()
     return 0
 
 
+def _stop_when_orphaned(server: Any, parent: int, timeout: float) -> None:
+    import gevent
+    while server.status == "running":
+        gevent.sleep(1.0)
+        if os.getppid() != parent:
+            log.warning("the master process %d is gone: stopping", parent)
+            server.stop(timeout)
+
+
+# -- main --------------------------------------------------------------------------------
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        plan = make_plan(argv)
+        inherited = os.environ.pop(FDS_ENV, None)
+        if inherited is not None:  # a --reload child: the parent bound the sockets
+            setup_logging(plan)
+            return serve(plan, adopt(inherited), supervised=True)
+        if plan.reload:
+            from .reload import check_available
+            check_available()
+        context = ssl_context_from(plan.certfile, plan.keyfile)
+        setup_logging(plan)
+        listeners = bind_all(plan.binds, plan.config)
+    except UsageError as exc:
+        print(f"gkit: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as exc:
+        print(f"gkit: error: {exc.strerror or exc}", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        scheme = "https" if context is not None else "http"
+        for lst in listeners:
+            log.info("Listening at: %s (%d)", lst.url(scheme), os.getpid())
+        if plan.reload:
+            from .reload import Reloader
+            return Reloader(argv, listeners, plan.reload_dirs, plan.graceful_timeout).run()
+        if plan.workers > 1:
+            from .supervisor import Supervisor
+
+            def worker(ready: Callable[[], None]) -> int:
+                return serve(plan, listeners, supervised=True, ready=ready,
+                             ssl_context=context, multiprocess=True)
+            return Supervisor(worker, plan.workers, graceful_timeout=plan.graceful_timeout).run()
+        return serve(plan, listeners, ssl_context=context)
+    finally:
+        for lst in listeners:
+            lst.close()

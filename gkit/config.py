@@ -98,3 +98,17 @@ def make_config(**options: Any) -> Config:
         raise ConfigError(
             f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return Config(**options)
+
+
+def options_markdown() -> str:
+    """The README's options table, generated from :class:`Config` (a test
+    checks that README.md holds exactly this table)."""
+    rows = ["| option | CLI flag | default | meaning |", "| --- | --- | --- | --- |"]
+    for f in OPTIONS:
+        flag = "--" + f.name.replace("_", "-") if f.metadata.get("cli", True) else "(API only)"
+        rows.append(f"| `{f.name}` | `{flag}` | `{f.default!r}` | {f.metadata['help']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m gkit.config prints the table
+    print(options_markdown())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import time
 from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from greenlet import getcurrent, greenlet
@@ -43,7 +44,7 @@ class Connection:
 
     __slots__ = ("server", "sock", "raw", "addr", "secure", "fileno", "parser", "watcher",
                  "greenlet", "closed", "closing", "busy", "channel", "on_readable", "body_done",
-                 "request", "resume_pending",
+                 "request", "resume_pending", "head_since",
                  "__weakref__")
 
     def __init__(self, server: "Server", sock: socket.socket, addr: Tuple[str, int],
@@ -70,6 +71,7 @@ class Connection:
         self.body_done = True    # the current request's END was read
         self.request: Optional[Request] = None
         self.resume_pending = False  # a channel ended its response while the app still ran
+        self.head_since = 0.0    # when the first byte of a half-received head came
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -207,7 +209,7 @@ class Connection:
             if ev is NEED_DATA:
                 data = self.recv_wait()
                 if not data:
-                    raise ClientGone("the client closed during the request body")
+                    raise ProtocolError("the client closed before the end of the request body")
                 parser.feed(data)
                 continue
             if ev is END:
@@ -247,7 +249,12 @@ class Connection:
                     try:
                         data = raw.recv(BUF)
                     except BlockingIOError:
-                        self.park(PARK_HEAD if parser.in_head else PARK_IDLE, self._run)
+                        if parser.in_head:
+                            if not self.head_since:
+                                self.head_since = time.monotonic()
+                            self.park(PARK_HEAD, self._run)
+                        else:
+                            self.park(PARK_IDLE, self._run)
                         return
                 else:
                     data = self._recv_tls()
@@ -269,7 +276,13 @@ class Connection:
     def _recv_tls(self) -> bytes:
         config = self.server.config
         in_head = self.parser.in_head
-        self.sock.settimeout(config.header_timeout if in_head else config.idle_timeout)
+        if in_head:
+            if not self.head_since:
+                self.head_since = time.monotonic()
+            left = self.head_since + config.header_timeout - time.monotonic()
+            self.sock.settimeout(max(left, 0.001))
+        else:
+            self.sock.settimeout(config.idle_timeout)
         try:
             return self.sock.recv(BUF)
         except socket.timeout:
@@ -289,6 +302,7 @@ class Connection:
             return False
         g = getcurrent()
         g.name = worker  # type: ignore[attr-defined]
+        self.head_since = 0.0
         self.request = req
         self.body_done = False
         self.busy = True

@@ -63,6 +63,8 @@ class Server:
         for acc in self._acceptors:
             acc.max_accept = 256
         self._sweeper: Any = None
+        self.address = self._acceptors[0].socket.getsockname()
+        self.port: int = self.address[1] if isinstance(self.address, tuple) else 0
         base = {
             "SERVER_NAME": self._server_name(), "SERVER_PORT": str(self.port),
             "SCRIPT_NAME": "", "SERVER_SOFTWARE": "gkit",
@@ -122,15 +124,6 @@ class Server:
         return self
 
     # -- facts used by connections -------------------------------------------------
-    @property
-    def port(self) -> int:
-        name = self._acceptors[0].socket.getsockname()
-        return name[1] if isinstance(name, tuple) else 0
-
-    @property
-    def address(self) -> Any:
-        return self._acceptors[0].socket.getsockname()
-
     def date(self) -> str:
         """The Date header value, formatted at most once a second."""
         now = int(time.time())
@@ -164,7 +157,7 @@ class Server:
             if self.status == "stopping":
                 conn.close()
         elif why == PARK_HEAD:
-            self._head[conn] = time.monotonic() + self.config.header_timeout
+            self._head[conn] = conn.head_since + self.config.header_timeout
 
     def unparked(self, conn: Connection) -> None:
         self._idle.pop(conn, None)
@@ -182,16 +175,19 @@ class Server:
 
     def _sweep(self) -> None:  # in the hub, periodically
         now = time.monotonic()
-        for table, late in ((self._idle, None), (self._head, 408)):
-            while table:
-                conn = next(iter(table))
-                if table[conn] > now:
-                    break
-                del table[conn]
-                if late is None:
-                    conn.close()
-                else:
-                    gevent.spawn(conn.fail, 408, "request head not complete in time")
+        idle = self._idle
+        while idle:  # deadlines grow with insertion order: stop at the first not due
+            conn = next(iter(idle))
+            if idle[conn] > now:
+                break
+            del idle[conn]
+            conn.close()
+        # A head's deadline runs from its first byte, whenever it parked: scan all
+        # (only half-sent heads are here).
+        late = [conn for conn, deadline in self._head.items() if deadline <= now]
+        for conn in late:
+            del self._head[conn]
+            gevent.spawn(conn.fail, 408, "request head not complete in time")
 
     # -- stop --------------------------------------------------------------------
     def stop(self, timeout: Optional[float] = None) -> None:
@@ -215,10 +211,9 @@ class Server:
             if conn.channel is not None:
                 conn.channel.server_close()
         for conn in list(self.connections):
-            g = conn.greenlet
+            # Closing the socket wakes a greenlet blocked on it with an error,
+            # so every connection greenlet ends by itself.
             conn.close()
-            if g is not None and g is not gevent.getcurrent() and not g.dead:
-                g.throw(gevent.GreenletExit) if False else None
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper.close()

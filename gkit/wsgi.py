@@ -96,10 +96,6 @@ class Input:
             raise StopIteration
         return line
 
-    @property
-    def finished(self) -> bool:
-        return self._eof and not self._buf
-
 
 class FileWrapper:
     """``wsgi.file_wrapper``: served with ``os.sendfile`` when the socket allows."""
@@ -176,7 +172,8 @@ class ResponseWriter:
         req = self.req
         self.head = head = build_head(
             start.status, start.headers, method=req.method, version=req.version,
-            keep_alive=self.keep_alive, length=length, date=server.date(),
+            keep_alive=self.keep_alive and not self.conn.closing, length=length,
+            date=server.date(),
             server=server.config.server_header)
         return head.data
 

@@ -79,17 +79,53 @@ KNOWN_METHODS = frozenset(
 _BAD_VALUE = bytes(c for c in range(32) if c != 9) + b"\x7f"
 
 
+# RFC 3986 reg-name / IP-literal characters, and ":" for the port.
+_HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                        b"-._~%!$&'()*+,;=:[]")
+
+
 def _tokens(value: bytes) -> List[bytes]:
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
 
 
+def check_codings(codings: List[bytes]) -> None:
+    """Transfer-Encoding of a request: chunked, once, last (RFC 9112 §6.1, §6.3);
+    other codings are not implemented (501)."""
+    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        raise ProtocolError("bad Transfer-Encoding: chunked must be the final coding, once")
+    if len(codings) > 1:
+        raise ProtocolError("only Transfer-Encoding: chunked is supported", 501)
+
+
+def check_target(method: bytes, target: bytes) -> None:
+    """RFC 9112 §3.2: the four request-target forms, each with its methods."""
+    first = target[:1]
+    if first == b"/":
+        if method == b"CONNECT":
+            raise ProtocolError("CONNECT needs an authority-form target (host:port)")
+        return
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise ProtocolError("the asterisk target is for OPTIONS only")
+        return
+    if method == b"CONNECT":
+        host, sep, port = target.rpartition(b":")
+        if not sep or not host or not port.isdigit() or any(c not in _HOST_CHARS for c in host):
+            raise ProtocolError("bad CONNECT target: give host:port")
+        return
+    scheme, sep, _ = target.partition(b"://")
+    if not sep or not scheme.isalpha():
+        raise ProtocolError("bad request target: give an absolute path or an absolute URI")
+
+
 def check_head(method: bytes, target: bytes, version: str, headers: Headers,
-               max_line: int, max_body: int) -> Request:
+               max_line: int, max_body: int, max_head: int = 65536) -> Request:
     """Apply gkit's rules to a parsed head; return the :class:`Request`.
 
     Both engines call this, so a request refused by one is refused by the other.
     """
-    if len(method) + len(target) + 11 > max_line:
+    size = len(method) + len(target) + 11
+    if size > max_line:
         raise ProtocolError("request line too long", 414)
     if version not in ("1.1", "1.0"):
         raise ProtocolError(f"unsupported HTTP version {version}")
@@ -97,19 +133,24 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
         raise ProtocolError("unknown or malformed method")
     if not target:
         raise ProtocolError("empty request target")
+    check_target(method, target)
     host = 0
     lengths: List[bytes] = []
     te: Optional[bytes] = None
     connection: List[bytes] = []
     expect = upgrade = False
     for name, value in headers:
-        if len(name) + len(value) + 4 > max_line:
+        line = len(name) + len(value) + 4
+        if line > max_line:
             raise ProtocolError("header line too long", 414)
+        size += line
         if value.translate(None, _BAD_VALUE) != value:
             raise ProtocolError("control character in a header value")
         n = name.lower()
         if n == b"host":
             host += 1
+            if any(c not in _HOST_CHARS for c in value.strip(b" \t")):
+                raise ProtocolError("bad Host header")
         elif n == b"content-length":
             lengths.append(value.strip())
         elif n == b"transfer-encoding":
@@ -120,8 +161,8 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
             expect = value.strip().lower() == b"100-continue"
         elif n == b"upgrade":
             upgrade = True
-    if host > 1 or (host == 0 and version == "1.1"):
-        raise ProtocolError("HTTP/1.1 needs exactly one Host header")
+    if size > max_head:
+        raise ProtocolError("request header block too large", 431)
     content_length: Optional[int] = None
     chunked = False
     if te is not None:
@@ -129,8 +170,7 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
             raise ProtocolError("both Content-Length and Transfer-Encoding")
         if version == "1.0":
             raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
-        if _tokens(te) != [b"chunked"]:
-            raise ProtocolError("only Transfer-Encoding: chunked is supported", 501)
+        check_codings(_tokens(te))
         chunked = True
     elif lengths:
         if any(not v.isdigit() for v in lengths) or len(set(lengths)) > 1:
@@ -138,6 +178,8 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
         content_length = int(lengths[0])
         if content_length > max_body:
             raise ProtocolError("request body too large", 413)
+    if host > 1 or (host == 0 and version == "1.1"):
+        raise ProtocolError("HTTP/1.1 needs exactly one Host header")
     if version == "1.1":
         keep_alive = b"close" not in connection
     else:
@@ -205,6 +247,27 @@ class H1Parser:
 
     def _head_done(self) -> None:
         self._head_bytes = self._line_bytes = 0
+
+
+def check_framing_bytes(head: bytes) -> None:
+    """Content-Length and Transfer-Encoding as they are on the wire.
+
+    h11 merges repeated values ("5, 5" becomes 5) and answers 501 for any
+    coding but chunked before gkit sees the head; llhttp refuses the list
+    form and answers 400 when chunked is not last. The h11 engine calls this
+    on the raw head so that both engines answer the same.
+    """
+    codings: List[bytes] = []
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        if name == b"content-length":
+            if not value.strip(b" \t").isdigit():
+                raise ProtocolError("bad Content-Length")
+        elif name == b"transfer-encoding":
+            codings.extend(_tokens(value))
+    if codings:
+        check_codings(codings)
 
 
 def check_head_bytes(head: bytes) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import h11
 
 from ..errors import ProtocolError
-from .h1 import CLOSED, END, NEED_DATA, Event, H1Parser, check_head, check_head_bytes
+from .h1 import (CLOSED, END, NEED_DATA, Event, H1Parser, check_framing_bytes, check_head,
+                 check_head_bytes)
 
 
 class H11Parser(H1Parser):
@@ -25,6 +26,8 @@ class H11Parser(H1Parser):
         self._body_seen = 0
         self._upgrading = False
         self._head_tail = b""  # last byte of head bytes already checked
+        self._head_started = False  # bytes of the next head were fed since the last cycle
+        self._head_raw = b""  # the raw bytes of the head being received
 
     def _new_conn(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
@@ -34,6 +37,12 @@ class H11Parser(H1Parser):
             self.trailing_data += data
             return
         if not self._in_message and data:
+            if not self._head_started:
+                # RFC 9112 §2.2: ignore empty lines before a request line (llhttp does).
+                data = data.lstrip(b"\r\n")
+                if not data:
+                    return
+                self._head_started = True
             self._check_head_part(data)
         try:
             self._conn.receive_data(data)
@@ -45,6 +54,7 @@ class H11Parser(H1Parser):
         end = data.find(b"\r\n\r\n")
         head = data if end < 0 else data[:end + 4]
         check_head_bytes(self._head_tail + head)
+        self._head_raw += head
         self._head_tail = head[-1:] if end < 0 else b""
         if end < 0:
             self._guard_head(data)
@@ -55,6 +65,8 @@ class H11Parser(H1Parser):
         try:
             event = self._conn.next_event()
         except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 501:
+                check_framing_bytes(self._head_raw)  # llhttp's answer, where it differs
             raise ProtocolError(str(exc) or "malformed request", exc.error_status_hint) from None
         kind = type(event)
         if kind is h11.Data:
@@ -64,13 +76,18 @@ class H11Parser(H1Parser):
             return bytes(event.data) if event.data else self.next_event()
         if kind is h11.Request:
             self._head_done()
-            self._head_tail = b""
+            check_framing_bytes(self._head_raw)
+            self._head_raw = self._head_tail = b""
+            self._head_started = False
             self._in_message = True
             self._body_seen = 0
             headers = list(event.headers.raw_items())
             return check_head(event.method, event.target, event.http_version.decode("ascii"),
-                              headers, self.max_line, self.max_body)
+                              headers, self.max_line, self.max_body, self.max_head)
         if kind is h11.EndOfMessage:
+            for name, _ in event.headers:
+                if name in (b"content-length", b"transfer-encoding"):  # llhttp refuses them
+                    raise ProtocolError(f"{name.decode()} in the trailer section")
             self._in_message = False
             return END
         if event is h11.NEED_DATA:
@@ -88,8 +105,10 @@ class H11Parser(H1Parser):
     def start_next_cycle(self) -> None:
         data, closed = self._conn.trailing_data
         self._conn = self._new_conn()
+        data = bytes(data).lstrip(b"\r\n")
         if data:
-            self._check_head_part(bytes(data))
+            self._head_started = True
+            self._check_head_part(data)
             self._conn.receive_data(data)
         if closed:
             self._conn.receive_data(b"")

@@ -43,9 +43,10 @@ class HttptoolsParser(H1Parser):
     def on_headers_complete(self) -> None:
         self._head_done()
         p = self._parser
+        headers, self._headers = self._headers, []  # trailers never join the head
         self._events.append(check_head(p.get_method(), b"".join(self._url),
-                                       p.get_http_version(), self._headers,
-                                       self.max_line, self.max_body))
+                                       p.get_http_version(), headers,
+                                       self.max_line, self.max_body, self.max_head))
 
     def on_body(self, body: bytes) -> None:
         self._body_seen += len(body)

@@ -110,8 +110,9 @@ def build_head(status: str, headers: List[Tuple[str, str]], *, method: str, vers
     elif version == "1.0":
         lines.append("Connection: keep-alive")
     text = "\r\n".join(lines)
-    if "\n" in text.replace("\r\n", "") or "\r" in text.replace("\r\n", ""):
-        raise BadResponse("a response header contains CR or LF")
+    # Only the separators may be line ends: any other CR or LF came from the app.
+    if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+        raise BadResponse("a response status or header contains CR or LF")
     try:
         data = (text + "\r\n\r\n").encode("latin-1")
     except UnicodeEncodeError:

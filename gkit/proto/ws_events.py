@@ -7,6 +7,7 @@ The events are what :meth:`gkit.proto.websocket.WsSession.receive_data` returns;
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 # RFC 6455 §7.4.1 codes gkit uses by name.
 NORMAL = 1000
@@ -18,7 +19,7 @@ INVALID_PAYLOAD = 1007
 MESSAGE_TOO_BIG = 1009
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Message:
     """A whole data message, fragments reassembled: ``str`` for text, ``bytes`` for binary.
 
@@ -26,24 +27,27 @@ class Message:
     (Message(data='hi'), Message(data=b'\\x00'))
     """
 
+    __slots__ = ("data",)  # by hand: dataclass(slots=True) needs Python 3.10
     data: str | bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Ping:
     """A ping from the peer. The session has already queued the pong (``data_to_send``)."""
 
+    __slots__ = ("data",)
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Pong:
     """A pong from the peer (an answer to ``send_ping``, or unsolicited)."""
 
+    __slots__ = ("data",)
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Closed:
     """The WebSocket is over; always the last event of a session.
 
@@ -56,11 +60,12 @@ class Closed:
     'message-too-big'
     """
 
+    __slots__ = ("code", "reason")
     code: int
     reason: str
 
 
-Event = Message | Ping | Pong | Closed
+Event = Union[Message, Ping, Pong, Closed]
 
 _STATUS = {
     1000: "normal",

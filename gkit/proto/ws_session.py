@@ -21,8 +21,19 @@ import zlib
 from dataclasses import dataclass
 from struct import Struct
 
-from .ws_events import (ABNORMAL, INVALID_PAYLOAD, MESSAGE_TOO_BIG, NO_STATUS, PROTOCOL_ERROR,
-                        Closed, Event, Message, Ping, Pong, valid_close_code)
+from .ws_events import (
+    ABNORMAL,
+    INVALID_PAYLOAD,
+    MESSAGE_TOO_BIG,
+    NO_STATUS,
+    PROTOCOL_ERROR,
+    Closed,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    valid_close_code,
+)
 
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2  # _CLOSING: we sent a close frame and wait for the reply
 
@@ -46,8 +57,8 @@ def _unmask(data: bytes, mask: bytes) -> bytes:
     n = len(data)
     if n <= 2048:
         # One big-int XOR: about 0.6 µs for 32 bytes, three times faster than translate.
-        key = (mask * ((n >> 2) + 1))[:n]
-        return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+        key = int.from_bytes((mask * ((n >> 2) + 1))[:n], "little")
+        return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
     # Large payloads: one translate per mask byte runs at memory speed, the int XOR does not.
     buf = bytearray(data)
     for i in range(4):
@@ -71,7 +82,7 @@ def _close_payload(code: int, reason: str) -> bytes:
     return code.to_bytes(2, "big") + data
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DeflateParams:
     """The permessage-deflate parameters agreed in the handshake (RFC 7692 §7.1)."""
 
@@ -92,8 +103,25 @@ class WsSession:
     ([Closed(code=1000, reason='')], b'\\x88\\x02\\x03\\xe8')
     """
 
-    __slots__ = ("_max", "_state", "_buf", "_out", "_left", "_fin", "_mask", "_op",
-                 "_parts", "_size", "_utf8", "_deflate", "_inflate", "_inflating", "_deflater")
+    __slots__ = (
+        "_buf",
+        "_client_no_context",
+        "_deflate",
+        "_deflater",
+        "_fin",
+        "_flush",
+        "_inflate",
+        "_inflating",
+        "_left",
+        "_mask",
+        "_max",
+        "_op",
+        "_out",
+        "_parts",
+        "_size",
+        "_state",
+        "_utf8",
+    )
 
     def __init__(self, *, max_message: int = 4194304, deflate: DeflateParams | None = None) -> None:
         if max_message < 1:
@@ -115,6 +143,10 @@ class WsSession:
         self._inflate: zlib._Decompress | None = None
         self._inflating = False  # the current message has RSV1 set
         self._deflater: zlib._Compress | None = None
+        self._client_no_context = deflate is not None and deflate.client_no_context_takeover
+        # A full flush also forgets the window: that is server_no_context_takeover.
+        no_context = deflate is not None and deflate.server_no_context_takeover
+        self._flush = zlib.Z_FULL_FLUSH if no_context else zlib.Z_SYNC_FLUSH
 
     # -- state ---------------------------------------------------------------------
 
@@ -144,7 +176,7 @@ class WsSession:
         if self._state == _CLOSED:
             return []
         if not data:
-            self._release(_CLOSED)
+            self._close()
             return [Closed(ABNORMAL, "")]
         if type(data) is not bytes:
             data = bytes(data)
@@ -206,7 +238,7 @@ class WsSession:
             if op > 2:
                 raise _Fail(PROTOCOL_ERROR, f"unknown opcode {op:#x}")
             if op and self._op:
-                raise _Fail(PROTOCOL_ERROR, "new data frame while a fragmented message is in progress")
+                raise _Fail(PROTOCOL_ERROR, "new message while a fragmented one is in progress")
             if not op and not self._op:
                 raise _Fail(PROTOCOL_ERROR, "continuation frame without a message to continue")
             head = 6
@@ -222,7 +254,7 @@ class WsSession:
                     break
                 n = int.from_bytes(data[pos + 2:pos + 10], "big")
                 if n < 65536 or n >> 63:
-                    raise _Fail(PROTOCOL_ERROR, "payload length not in its shortest form or over 2**63")
+                    raise _Fail(PROTOCOL_ERROR, "64-bit length not minimal or over 2**63")
                 head = 14
             deflated = b0 & 0x40 or (not op and self._inflating)
             if not deflated and self._size + n > self._max:
@@ -232,10 +264,12 @@ class WsSession:
                 break
             mask = data[pos + head - 4:pos + head]
             pos += head
-            if op and b0 & 0x80 and end - pos >= n and not deflated:
+            if op and b0 & 0x80 and end - pos >= n:
                 # The hot path: a whole single-frame message in this read.
                 payload = _unmask(data[pos:pos + n], mask)
                 pos += n
+                if deflated:
+                    payload = self._inflated_message(payload)
                 if op == 1:
                     try:
                         events.append(Message(payload.decode("utf-8")))
@@ -304,14 +338,25 @@ class WsSession:
             raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
         return out
 
+    def _inflated_message(self, payload: bytes) -> bytes:
+        """A whole compressed single-frame message, inflated in one go."""
+        self._inflating = True
+        out = self._inflated(payload + _TAIL)
+        self._inflating = False
+        self._inflate_done()
+        return out
+
+    def _inflate_done(self) -> None:
+        inflate = self._inflate
+        if inflate is not None and (inflate.eof or self._client_no_context):
+            self._inflate = None  # a fresh window for the next message
+
     def _frame_done(self, events: list[Event]) -> None:
         if not self._fin:
             return
         if self._inflating:
             self._add(self._inflated(_TAIL))
-            inflate = self._inflate
-            if inflate is not None and (inflate.eof or (self._deflate is not None and self._deflate.client_no_context_takeover)):
-                self._inflate = None  # a fresh window for the next message
+            self._inflate_done()
         parts = self._parts
         if self._op == 1:
             assert self._utf8 is not None
@@ -353,21 +398,21 @@ class WsSession:
         if self._state == _OPEN:
             # Echo the code (RFC 6455 §5.5.1); a close without a code gets one without a code.
             self._out.append(_frame(0x88, payload[:2]))
-        self._release(_CLOSED)
+        self._close()
         events.append(Closed(code, reason))
 
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
         if self._state == _OPEN:
             self._out.append(_frame(0x88, _close_payload(code, reason)))
-        self._release(_CLOSED)
+        self._close()
         events.append(Closed(code, reason))
 
-    def _release(self, state: int) -> None:
-        self._state = state
-        if state == _CLOSED:
-            self._buf = b""
-            self._parts = bytearray()
-            self._utf8 = self._inflate = self._deflater = None
+    def _close(self) -> None:
+        """The end: no more input is parsed; drop what the session held."""
+        self._state = _CLOSED
+        self._buf = b""
+        self._parts = bytearray()
+        self._utf8 = self._inflate = self._deflater = None
 
     # -- sending -------------------------------------------------------------------
 
@@ -401,10 +446,9 @@ class WsSession:
         deflater = self._deflater
         if deflater is None:
             bits = self._deflate.server_max_window_bits if self._deflate else 15
-            deflater = self._deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits)
-        # A full flush also forgets the window: that is server_no_context_takeover.
-        no_context = self._deflate is not None and self._deflate.server_no_context_takeover
-        data = deflater.compress(payload) + deflater.flush(zlib.Z_FULL_FLUSH if no_context else zlib.Z_SYNC_FLUSH)
+            deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits)
+            self._deflater = deflater
+        data = deflater.compress(payload) + deflater.flush(self._flush)
         return data[:-4] if data.endswith(_TAIL) else data
 
     def send_ping(self, data: bytes = b"") -> bytes:
@@ -426,12 +470,15 @@ class WsSession:
         """Start the closing handshake; ``b""`` if a close was already sent or received.
 
         Wait for the ``Closed`` event (the peer's reply), with a timeout, then
-        close the TCP connection. The reason is cut to 123 UTF-8 bytes.
+        close the TCP connection. The reason is cut to 123 UTF-8 bytes. Bytes
+        still queued in ``data_to_send()`` come first in the result, so that
+        nothing can be written after the close frame.
         """
         if not valid_close_code(code):
-            raise ValueError(f"{code} cannot be sent as a close code; use 1000-1003, 1007-1014 or 3000-4999")
+            raise ValueError(f"{code} cannot be sent as a close code; "
+                             "use 1000-1003, 1007-1014 or 3000-4999")
         if self._state != _OPEN:
             return b""
         self._state = _CLOSING
-        return _frame(0x88, _close_payload(code, reason))
+        return self.data_to_send() + _frame(0x88, _close_payload(code, reason))
 
