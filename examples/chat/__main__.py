@@ -41,6 +41,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="how long a long poll waits for a message (default 25)")
     p.add_argument("--max-buffered", type=int, default=1024 * 1024, metavar="BYTES",
                    help="drop a client once this many bytes wait unsent to it (default 1 MiB)")
+    p.add_argument("--access-log", action="store_true",
+                   help="also log every HTTP request (gkit.access logger)")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p.parse_args(argv)
 
@@ -49,6 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gkit.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
     if args.redis:
         from .redis_hub import RedisHub
         try:
