@@ -80,8 +80,12 @@ _BAD_VALUE = bytes(c for c in range(32) if c != 9) + b"\x7f"
 
 
 # RFC 3986 reg-name / IP-literal characters, and ":" for the port.
-_HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                        b"-._~%!$&'()*+,;=:[]")
+_HOST_CHARS = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+               b"-._~%!$&'()*+,;=:[]")
+
+
+def _bad_host(host: bytes) -> bool:
+    return bool(host.translate(None, _HOST_CHARS))  # C speed: what is left is bad
 
 
 def _tokens(value: bytes) -> List[bytes]:
@@ -110,7 +114,7 @@ def check_target(method: bytes, target: bytes) -> None:
         return
     if method == b"CONNECT":
         host, sep, port = target.rpartition(b":")
-        if not sep or not host or not port.isdigit() or any(c not in _HOST_CHARS for c in host):
+        if not sep or not host or not port.isdigit() or _bad_host(host):
             raise ProtocolError("bad CONNECT target: give host:port")
         return
     scheme, sep, _ = target.partition(b"://")
@@ -149,7 +153,7 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
         n = name.lower()
         if n == b"host":
             host += 1
-            if any(c not in _HOST_CHARS for c in value.strip(b" \t")):
+            if _bad_host(value.strip(b" \t")):
                 raise ProtocolError("bad Host header")
         elif n == b"content-length":
             lengths.append(value.strip())
