@@ -44,7 +44,7 @@ class Connection:
 
     __slots__ = ("server", "sock", "raw", "addr", "secure", "fileno", "parser", "watcher",
                  "greenlet", "closed", "closing", "busy", "channel", "on_readable", "body_done",
-                 "request", "resume_pending", "head_since",
+                 "request", "resume_pending", "head_since", "handed_over",
                  "__weakref__")
 
     def __init__(self, server: "Server", sock: socket.socket, addr: Tuple[str, int],
@@ -72,6 +72,7 @@ class Connection:
         self.request: Optional[Request] = None
         self.resume_pending = False  # a channel ended its response while the app still ran
         self.head_since = 0.0    # when the first byte of a half-received head came
+        self.handed_over = False  # a channel was opened for the current request
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -303,6 +304,7 @@ class Connection:
         g = getcurrent()
         g.name = worker  # type: ignore[attr-defined]
         self.head_since = 0.0
+        self.handed_over = False
         self.request = req
         self.body_done = False
         self.busy = True

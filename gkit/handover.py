@@ -48,6 +48,7 @@ def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
     conn = _connection(environ)
     if conn.channel is not None:
         return conn.channel
+    conn.handed_over = True
     req = conn.request
     if not _wants_websocket(req.headers):
         ch: Channel = HttpChannel(conn)
@@ -66,7 +67,7 @@ def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
         conn.channel = ch
         ch.send({"status": 400, "body": f"400 Bad Request: {exc.reason}\n",
                  "headers": {"Content-Type": "text/plain; charset=utf-8",
-                             "Sec-WebSocket-Version": "13"}})
+                             "Sec-WebSocket-Version": "13", "Connection": "close"}})
         return ch
     ws = WebSocketChannel(conn, session)
     conn.channel = ws
@@ -74,7 +75,7 @@ def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
     from . import accesslog
     if accesslog.enabled():
         accesslog.log_request(conn, req, 101, None, time.monotonic())
-    trailing = conn.parser.trailing_data
+    trailing = conn.parser.upgrade_data()
     if trailing:
         ws.feed(trailing)
     ws.start_reading()

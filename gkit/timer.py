@@ -15,9 +15,11 @@ class Task:
     def __init__(self, delay: float, fn: Callable[..., Any], args: tuple) -> None:
         self.fn = fn
         self.args = args
+        self._ran = False
         self._greenlet = gevent.spawn_later(delay, self._run)
 
     def _run(self) -> None:
+        self._ran = True
         try:
             self.fn(*self.args)
         except Exception:
@@ -25,7 +27,7 @@ class Task:
 
     def cancel(self) -> bool:
         """True if the task was stopped before it ran."""
-        if self._greenlet.started or self._greenlet.dead:
+        if self._ran or self._greenlet.dead:
             return False
         self._greenlet.kill(block=False)
         return True

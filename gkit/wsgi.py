@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 from gevent.socket import wait_write
 
 from . import accesslog
+from .channel import Channel
 from .errors import ProtocolError
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
@@ -233,18 +234,21 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     started = time.monotonic() if logged else 0.0
     try:
         result = server.app(environ, writer.start)
-        if conn.channel is not None:
-            if logged:
+        # Once a channel was opened the channel alone answers, even if it
+        # already has and the connection moved on (conn.channel is None then).
+        if conn.handed_over:
+            if logged and conn.channel is not None:
                 conn.channel.log_from = started
             return HANDED_OVER
         _write_result(conn, writer, result)
     except (OSError, ClientGone):
-        if conn.channel is not None:
+        if conn.handed_over:
             return HANDED_OVER
         return False
     except ProtocolError as exc:  # from reading wsgi.input (413, bad chunk)
-        if conn.channel is not None:
-            conn.channel.abort()
+        if conn.handed_over:
+            if conn.channel is not None:
+                conn.channel.abort()
             return HANDED_OVER
         if writer.head is None:
             conn.send_error(exc.status_hint, exc.reason)
@@ -252,8 +256,9 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     except Exception as exc:
         error_log.error("error in app %r for %s %s", server.app, req.method,
                         environ.get("PATH_INFO"), exc_info=sys.exc_info())
-        if conn.channel is not None:
-            conn.channel.abort()
+        if conn.handed_over:
+            if conn.channel is not None:
+                conn.channel.abort()
             return HANDED_OVER
         if writer.head is None:
             conn.send_error(500, "the app failed" if not isinstance(exc, BadResponse) else str(exc))
@@ -261,7 +266,7 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     finally:
         # The framework's iterable is closed; a returned channel is not (it
         # lives on until the app or the client closes it).
-        close = None if result is conn.channel else getattr(result, "close", None)
+        close = None if isinstance(result, Channel) else getattr(result, "close", None)
         if close is not None:
             try:
                 close()

@@ -223,6 +223,11 @@ class H1Parser:
     def start_next_cycle(self) -> None:
         raise NotImplementedError
 
+    def upgrade_data(self) -> bytes:
+        """After an upgrade request was read whole: the bytes that followed it
+        (the first frames of the new protocol), handed over unparsed."""
+        return self.trailing_data
+
     @property
     def in_head(self) -> bool:
         """True while a request head has started but is not complete."""

@@ -102,6 +102,15 @@ class H11Parser(H1Parser):
             return CLOSED
         raise ProtocolError(f"unexpected event {kind.__name__}")  # pragma: no cover
 
+    def upgrade_data(self) -> bytes:
+        # h11 hands the bytes after an upgrade request over once it pauses,
+        # which is after the request's end: step there.
+        while not self._upgrading:
+            ev = self.next_event()
+            if ev is NEED_DATA or ev is CLOSED:
+                break
+        return self.trailing_data
+
     def start_next_cycle(self) -> None:
         data, closed = self._conn.trailing_data
         self._conn = self._new_conn()
