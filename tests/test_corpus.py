@@ -44,7 +44,7 @@ DIFFERENT = {
     # valid in gunicorn, refused by gkit
     **{f"valid/{n}": ((400,), NO_HOST) for n in [
         "004", "005", "006", "007", "009", "010", "011", "012", "013", "014", "018", "021",
-        "023", "025", "025_line", "029", "030", "031", "100"]},
+        "023", "031", "100"]},
     "valid/031compat": ((400,), NO_HOST + "; gunicorn_cfg casefold/unconventional methods"),
     "valid/031compat2": ((400,), NO_HOST + "; gunicorn_cfg permit_unconventional_http_method"),
     "valid/compat_obs_fold_huge": ((400,), NO_HOST + " (whatever gkit does with obs-fold)"),
@@ -110,6 +110,9 @@ EITHER = {
     "valid/rfc9112_smuggle_te_identity_chunked_01": (
         {(200,), (400,), (501,)}, "'identity' is no longer a registered transfer coding: "
                                   "as above"),
+    **{f"valid/{n}": ({(400,), (501,)}, "no Host (400, RFC 9112 §3.2) and a transfer coding "
+                                         "other than chunked (501, RFC 9112 §6.1): either error")
+       for n in ["025", "025_line", "029", "030"]},
     "valid/099": ({(), (400,)}, "the file declares Content-Length 17914 but holds 8599 body "
                                 "bytes, then the client shuts down: an incomplete message "
                                 "(RFC 9112 §8), closed silently or answered 400; never handed "

@@ -350,3 +350,37 @@ def test_no_100_continue_for_http10(serve):
     assert b" 100 " not in data.split(b"\r\n", 1)[0]
     responses = parse_responses(data)
     assert [(r.status, r.body) for r in responses] == [(200, b"hello")]
+
+
+def test_100_continue_with_chunked_body(serve):
+    server = serve(echo_app)
+    with RawConn(server.port) as conn:
+        conn.send(request("POST", "/", headers=[("Expect", "100-continue"),
+                                                ("Transfer-Encoding", "chunked")]))
+        interim = conn.read_response()
+        assert interim.status == 100
+        conn.send(chunked(b"chunk", b"ed"))
+        resp = conn.read_response()
+    assert (resp.status, resp.body) == (200, b"chunked")
+
+
+def test_read_minus_one_and_none_mean_all(serve):
+    seen = []
+
+    def app(environ, start_response):
+        inp = environ["wsgi.input"]
+        seen.append(inp.read(2))
+        seen.append(inp.read(-1))
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    server = serve(app)
+    assert parse_responses(send_raw(server.port, request("POST", "/", body=b"abcdef")))[0].status == 200
+    assert seen == [b"ab", b"cdef"]
+
+
+def test_zero_content_length_post(serve):
+    server = serve(echo_app)
+    raw = request("POST", "/", headers=[("Content-Length", "0")])
+    (resp,) = parse_responses(send_raw(server.port, raw))
+    assert (resp.status, resp.body) == (200, b"")

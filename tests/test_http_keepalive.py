@@ -208,3 +208,55 @@ def test_app_connection_close_header_closes(serve):
         assert (resp.status, resp.body) == (200, b"bye")
         assert "close" in resp.connection_tokens()
         conn.assert_closed()
+
+
+def test_hundred_pipelined_requests(serve):
+    server = serve(path_app)
+    raw = b"".join(request(target=f"/p{i}") for i in range(100))
+    with RawConn(server.port, timeout=10) as conn:
+        conn.send(raw)
+        bodies = [conn.read_response().body for _ in range(100)]
+    assert bodies == [b"/p%d" % i for i in range(100)]
+
+
+def test_requests_sent_one_byte_at_a_time(serve):
+    """Every split point of a head and a chunked body is handled (both engines)."""
+    def app(environ, start_response):
+        body = environ["wsgi.input"].read()
+        out = environ["PATH_INFO"].encode() + b":" + body
+        start_response("200 OK", [("Content-Length", str(len(out)))])
+        return [out]
+
+    server = serve(app)
+    raw = (request("POST", "/one", headers=[("X-A", "b")], body=b"abc")
+           + request("POST", "/two", headers=[("Transfer-Encoding", "chunked")],
+                     body=chunked(b"de", b"fgh")))
+    with RawConn(server.port) as conn:
+        for i in range(len(raw)):
+            conn.send(raw[i:i + 1])
+            gevent.sleep(0.001)  # let each byte go out on its own
+        assert conn.read_response().body == b"/one:abc"
+        assert conn.read_response().body == b"/two:defgh"
+
+
+def test_head_split_between_cr_and_lf(serve):
+    """TCP may split a request anywhere, also inside a CRLF."""
+    server = serve(path_app)
+    with RawConn(server.port) as conn:
+        for piece in (b"GET /split HTTP/1.1\r", b"\nHost: example.com\r", b"\n\r", b"\n"):
+            conn.send(piece)
+            gevent.sleep(0.05)
+        resp = conn.read_response()
+    assert (resp.status, resp.body) == (200, b"/split")
+
+
+def test_head_sent_line_by_line(serve):
+    """A client that writes its head one line per send (the pieces end on CRLF)."""
+    server = serve(path_app)
+    with RawConn(server.port) as conn:
+        for piece in (b"GET /lines HTTP/1.1\r\n", b"Host: example.com\r\n", b"X-A: b\r\n",
+                      b"\r\n"):
+            conn.send(piece)
+            gevent.sleep(0.05)
+        resp = conn.read_response()
+    assert (resp.status, resp.body) == (200, b"/lines")

@@ -341,3 +341,53 @@ def test_slow_app_does_not_block_other_connections(serve):
     assert not slow.ready()
     release.set()
     assert slow.get(timeout=5).status == 200
+
+
+def test_app_body_shorter_than_its_content_length_ends_the_connection(serve, error_log):
+    """The app promised 10 bytes and gave 3: the response cannot be completed, so
+    the connection must end (a keep-alive client would misread the next bytes)."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "10")])
+        return [b"abc"]
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request() + request())
+        data = conn.read_until_close()
+    (resp,) = parse_responses(data, allow_incomplete=True)
+    assert resp.status == 200 and not resp.complete
+    assert resp.body == b"abc"
+
+
+def test_app_body_longer_than_its_content_length_is_cut(serve, error_log):
+    """PEP 3333: never send more than Content-Length; the extra bytes would be
+    taken for the next response."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "3")])
+        return [b"abc", b"SMUGGLED"]
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request() + request(headers=[("Connection", "close")]))
+        data = conn.read_until_close()
+    assert b"SMUGGLED" not in data
+    responses = parse_responses(data)
+    assert [(r.status, r.body) for r in responses] in ([(200, b"abc")],
+                                                       [(200, b"abc"), (200, b"abc")])
+
+
+def test_slow_reading_client_gets_every_byte(serve):
+    """Backpressure: the client does not read for a while; the server waits."""
+    payload = b"".join(bytes([i % 251]) * 65536 for i in range(64))  # 4 MiB
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(len(payload)))])
+        return [payload[i:i + 65536] for i in range(0, len(payload), 65536)]
+
+    server = serve(app)
+    with RawConn(server.port, timeout=20) as conn:
+        conn.send(request())
+        conn.read_until(b"\r\n\r\n")
+        gevent.sleep(0.5)  # the server's socket buffer fills up meanwhile
+        resp = conn.read_response(timeout=20)
+    assert resp.body == payload

@@ -240,3 +240,27 @@ def test_stop_after_client_streams_forever(serve):
             server.stop(0.5)
         conn.read_until_close(timeout=5)
     assert server.status == "stopped"
+
+
+def test_stop_with_a_queued_request(serve):
+    """thread=1: one request runs, one waits for the slot. stop(timeout) lets the
+    running one finish; the waiting one gets a whole response (served, or 503),
+    never a hang."""
+    app = blocking_app(serve)
+    server = serve(app, thread=1)
+    running = RawConn(server.port)
+    running.send(request(target="/slow"))
+    assert app.entered.wait(timeout=5)
+    queued = RawConn(server.port)
+    queued.send(request(target="/fast"))
+    gevent.sleep(0.1)  # let the server read the queued request before stopping
+    stopper = gevent.spawn(server.stop, 10)
+    assert wait_status(server, "stopping")
+    app.release.set()
+    assert running.read_response().status == 200
+    data = queued.read_until_close(timeout=10)
+    stopper.get(timeout=10)
+    from helpers import parse_responses
+    assert [r.status for r in parse_responses(data)] in ([200], [503]), data
+    running.close()
+    queued.close()
