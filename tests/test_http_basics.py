@@ -412,3 +412,37 @@ def test_proxy_headers_from_trusted_proxy(serve):
 def test_proxy_headers_from_untrusted_peer_ignored(serve):
     server = serve(remote_app, proxy_headers=True, forwarded_allow_ips=("10.9.8.7",))
     assert get(server.port, headers=FORWARDED).body == b"127.0.0.1 http"
+
+
+def test_https_with_ssl_context(serve, tmp_path):
+    """ssl_context serves HTTPS directly (self-signed certificate from openssl)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not available to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    store = []
+    server = serve(capture_app(store), ssl_context=context)
+
+    client = ssl.create_default_context(cafile=str(cert))
+    client.check_hostname = False
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        with client.wrap_socket(raw) as tls:
+            tls.sendall(request(target="/secure", headers=[("Connection", "close")]))
+            data = b""
+            while True:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    (resp,) = parse_responses(data)
+    assert (resp.status, resp.body) == (200, b"ok")
+    assert store[0]["wsgi.url_scheme"] == "https"
+    assert store[0]["PATH_INFO"] == "/secure"

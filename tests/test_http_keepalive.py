@@ -260,3 +260,43 @@ def test_head_sent_line_by_line(serve):
             gevent.sleep(0.05)
         resp = conn.read_response()
     assert (resp.status, resp.body) == (200, b"/lines")
+
+
+def test_upgrade_request_to_a_plain_app_is_served_as_http11(serve):
+    """RFC 9110 §7.8: a server may ignore Upgrade. An app that does not take the
+    connection (no channel) answers normally; the connection then goes on, or
+    the response says Connection: close and the server closes."""
+    server = serve(path_app)
+    h2c = request(target="/up", headers=[("Connection", "Upgrade, HTTP2-Settings"),
+                                         ("Upgrade", "h2c"),
+                                         ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")])
+    with RawConn(server.port) as conn:
+        conn.send(h2c + request(target="/next"))
+        first = conn.read_response()
+        assert (first.status, first.body) == (200, b"/up")
+        assert not first.has("upgrade")
+        if "close" in first.connection_tokens():
+            conn.assert_closed()
+        else:
+            second = conn.read_response()
+            assert (second.status, second.body) == (200, b"/next")
+
+
+def test_upgrade_request_with_body_keeps_body_framing(serve):
+    """The body of a request that carries Upgrade is still its body (both engines)."""
+    def app(environ, start_response):
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    server = serve(app)
+    raw = request("POST", "/", headers=[("Connection", "Upgrade"), ("Upgrade", "foo/2")],
+                  body=b"payload") + request(target="/after")
+    with RawConn(server.port) as conn:
+        conn.send(raw)
+        first = conn.read_response()
+        assert (first.status, first.body) == (200, b"payload")
+        if "close" in first.connection_tokens():
+            conn.assert_closed()
+        else:
+            assert conn.read_response().status == 200

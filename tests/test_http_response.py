@@ -391,3 +391,12 @@ def test_slow_reading_client_gets_every_byte(serve):
         gevent.sleep(0.5)  # the server's socket buffer fills up meanwhile
         resp = conn.read_response(timeout=20)
     assert resp.body == payload
+
+
+def test_empty_iterator_body(serve):
+    server = serve(body_app(lambda: iter([])))
+    with RawConn(server.port) as conn:
+        conn.send(request() + request())
+        first, second = conn.read_response(), conn.read_response()
+    assert (first.status, first.body) == (200, b"")
+    assert (second.status, second.body) == (200, b"")

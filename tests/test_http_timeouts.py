@@ -115,3 +115,22 @@ def test_fast_client_unaffected_by_small_header_timeout(serve):
         for _ in range(3):
             conn.send(request())
             assert conn.read_response().status == 200
+
+
+def test_idle_timeout_does_not_cut_a_slowly_streaming_app(serve):
+    """Gaps between body chunks longer than idle_timeout: the app is working,
+    the client is reading; nothing is idle or stalled."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            for piece in (b"one ", b"two ", b"three"):
+                yield piece
+                gevent.sleep(0.6)
+        return body()
+
+    server = serve(app, idle_timeout=0.3, header_timeout=30)
+    with RawConn(server.port) as conn:
+        conn.send(request())
+        resp = conn.read_response(timeout=10)
+    assert resp.complete and resp.body == b"one two three"
