@@ -253,7 +253,7 @@ def test_stop_with_a_queued_request(serve):
     assert app.entered.wait(timeout=5)
     queued = RawConn(server.port)
     queued.send(request(target="/fast"))
-    gevent.sleep(0.1)  # let the server read the queued request before stopping
+    gevent.sleep(0.2)  # let the server read the queued request before stopping
     stopper = gevent.spawn(server.stop, 10)
     assert wait_status(server, "stopping")
     app.release.set()
