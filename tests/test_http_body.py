@@ -389,3 +389,12 @@ def test_zero_content_length_post(serve):
     raw = request("POST", "/", headers=[("Content-Length", "0")])
     (resp,) = parse_responses(send_raw(server.port, raw))
     assert (resp.status, resp.body) == (200, b"")
+
+
+def test_many_tiny_chunks(serve):
+    server = serve(echo_app)
+    payload = bytes(range(256)) * 40  # 10240 one-byte chunks
+    raw = request("POST", "/", headers=[("Transfer-Encoding", "chunked")],
+                  body=chunked(*[payload[i:i + 1] for i in range(len(payload))]))
+    (resp,) = parse_responses(send_raw(server.port, raw, timeout=20))
+    assert (resp.status, resp.body) == (200, payload)

@@ -6,6 +6,7 @@ The deadlines below are generous multiples of the configured timeouts: they
 only say "closed by the timeout, not by the 60 s default or never".
 """
 import gevent
+import gevent.event
 
 from helpers import RawConn, get, parse_responses, request
 
@@ -134,3 +135,55 @@ def test_idle_timeout_does_not_cut_a_slowly_streaming_app(serve):
         conn.send(request())
         resp = conn.read_response(timeout=10)
     assert resp.complete and resp.body == b"one two three"
+
+
+def test_stalled_body_is_cut_by_idle_timeout(serve):
+    """The client sends part of a body and stalls: the app's read does not wait
+    forever; the connection is closed after about idle_timeout."""
+    outcome = []
+
+    def app(environ, start_response):
+        try:
+            outcome.append(environ["wsgi.input"].read())
+        except Exception as exc:
+            outcome.append(type(exc))
+            raise
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = serve(app, idle_timeout=0.5, header_timeout=30)
+    with RawConn(server.port) as conn:
+        conn.send(request("POST", "/", headers=[("Content-Length", "10")]) + b"abc")
+        data = conn.read_until_close(timeout=5)
+    assert [r.status for r in parse_responses(data)] in ([], [400], [408]), data
+    assert outcome and outcome[0] != b"abc"
+    assert get(server.port).status == 200
+
+
+def test_client_that_never_reads_is_cut_by_idle_timeout(serve):
+    """Slow-read protection: a client that stops reading an endless response is
+    dropped after about idle_timeout, and the body's close() runs."""
+    closed = gevent.event.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        if environ["PATH_INFO"] != "/endless":
+            return [b"ok"]
+
+        def endless():
+            try:
+                while True:
+                    yield b"r" * 65536
+            finally:
+                closed.set()
+        return endless()
+
+    server = serve(app, idle_timeout=0.5, header_timeout=30)
+    conn = RawConn(server.port)
+    try:
+        conn.send(request(target="/endless"))
+        conn.read_until(b"rrrr")  # then read no more
+        assert closed.wait(timeout=10), "the stalled writer was never cut"
+    finally:
+        conn.close()
+    assert get(server.port).status == 200
