@@ -38,7 +38,7 @@ from typing import Any, Dict, Optional
 
 import gevent
 import requests
-import websocket   # websocket-client
+import websocket  # websocket-client
 from locust import HttpUser, User, between, constant, events, task
 
 ROOMS = int(os.environ.get("CHAT_ROOMS", "20"))
@@ -158,7 +158,8 @@ class WebSocketChatUser(User):
             self.reader.kill(block=False)
 
     def fire(self, name: str, started: float, length: int,
-             exception: Optional[BaseException] = None, response_time: Optional[float] = None) -> None:
+             exception: Optional[BaseException] = None,
+             response_time: Optional[float] = None) -> None:
         self.environment.events.request.fire(
             request_type="WS", name=name,
             response_time=(time.perf_counter() - started) * 1000 if response_time is None
@@ -173,7 +174,7 @@ class WebSocketChatUser(User):
             ws = websocket.create_connection(url, timeout=30)
             history = ws.recv()              # the history frame ends the "connect"
             ws.settimeout(None)
-        except Exception as e:               # noqa: BLE001 - reported to locust
+        except Exception as e:
             self.fire("connect", started, 0, e)
             return
         self.fire("connect", started, len(history))
@@ -184,7 +185,7 @@ class WebSocketChatUser(User):
         while True:
             try:
                 raw = ws.recv()
-            except Exception as e:           # noqa: BLE001 - reported to locust
+            except Exception as e:
                 if not self.stopping:
                     self.fire("receive", time.perf_counter(), 0, e)
                     self.ws = None           # the next task reconnects
@@ -218,7 +219,7 @@ class WebSocketChatUser(User):
         self.pending[token] = started
         try:
             self.ws.send(payload)
-        except Exception as e:               # noqa: BLE001 - reported to locust
+        except Exception as e:
             self.fire("send", started, 0, e)
             self.ws = None
             return

@@ -36,6 +36,7 @@ Page = Any
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    sync_playwright: Any
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -70,7 +71,12 @@ def open_page(browser: Any, url: str, init_script: str = "") -> Tuple[Page, Dict
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     seen: Dict[str, List[str]] = {"dialogs": [], "errors": [], "console": []}
-    page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        seen["dialogs"].append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     page.on("pageerror", lambda e: seen["errors"].append(str(e)))
     page.on("console", lambda m: seen["console"].append(f"{m.type}: {m.text}"))
     page.goto(url)

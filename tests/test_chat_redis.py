@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 import requests
@@ -19,9 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from examples.chat.testing import (ChatProcess, RedisProcess, is_event, is_msg,  # noqa: E402
-                                   redis_server_path, require, room_name, wait_until,
-                                   ws_connect, ws_recv_until, ws_say)
+from examples.chat.testing import (  # noqa: E402
+    ChatProcess,
+    RedisProcess,
+    free_port,
+    is_event,
+    is_msg,
+    redis_server_path,
+    require,
+    room_name,
+    wait_until,
+    ws_connect,
+    ws_recv_until,
+    ws_say,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,6 +62,14 @@ def healthy(chat: ChatProcess) -> Dict[str, Any]:
     return r.json() if r.status_code == 200 else {}
 
 
+def reaches_redis(chat: ChatProcess) -> Callable[[], bool]:
+    return lambda: bool(healthy(chat).get("ok"))
+
+
+def logged(chat: ChatProcess, text: str) -> Callable[[], bool]:
+    return lambda: text in chat.log_text()
+
+
 @pytest.fixture
 def two_chats(redis_server: RedisProcess) -> Iterator[Tuple[ChatProcess, ChatProcess]]:
     a = ChatProcess("--redis", redis_server.url)
@@ -61,7 +80,7 @@ def two_chats(redis_server: RedisProcess) -> Iterator[Tuple[ChatProcess, ChatPro
         raise
     try:
         for chat in (a, b):     # subscribed to Redis, not only listening on HTTP
-            wait_until(lambda: healthy(chat).get("ok"), 20, f"{chat.url} to reach Redis")
+            wait_until(reaches_redis(chat), 20, f"{chat.url} to reach Redis")
         yield a, b
     finally:
         codes = [a.stop(), b.stop()]
@@ -119,7 +138,8 @@ def test_long_poll_on_one_process_sees_websocket_on_the_other(
         wait_until(lambda: healthy(b).get("parked_polls", 0) >= 1, 10, "the poll to park on B")
         ws_say(alice, "across processes")
         t.join(40)
-    assert [(m["nick"], m["text"]) for m in result[0]["messages"]] == [("alice", "across processes")]
+    got = [(m["nick"], m["text"]) for m in result[0]["messages"]]
+    assert got == [("alice", "across processes")]
     alice.close()
 
 
@@ -134,8 +154,7 @@ def test_losing_redis_is_reported_and_survived(redis_server: RedisProcess,
     redis_server.stop()
     # Both processes notice, keep serving, and say what is wrong.
     for chat in (a, b):
-        wait_until(lambda: "redis: lost the connection to" in chat.log_text(), 20,
-                   "the lost-Redis log line")
+        wait_until(logged(chat, "redis: lost the connection to"), 20, "the lost-Redis log line")
         r = requests.get(chat.url + "healthz", timeout=5)
         assert r.status_code == 503 and r.json()["ok"] is False
         assert requests.get(chat.url, timeout=5).status_code == 200
@@ -148,7 +167,7 @@ def test_losing_redis_is_reported_and_survived(redis_server: RedisProcess,
     # Redis comes back (empty: no persistence): both reconnect by themselves.
     with RedisProcess(port=redis_server.port):
         for chat in (a, b):
-            wait_until(lambda: healthy(chat).get("ok"), 30, f"{chat.url} to reconnect")
+            wait_until(reaches_redis(chat), 30, f"{chat.url} to reconnect")
         ws_say(alice, "back again")
         got = ws_recv_until(bob, is_msg("alice", "back again"))
         assert got["id"] == 1          # a new epoch: the ids started over
@@ -159,3 +178,26 @@ def test_losing_redis_is_reported_and_survived(redis_server: RedisProcess,
             log = chat.log_text()
             assert "ERROR gkit.chat: redis: lost the connection to redis://127.0.0.1:" in log
             assert log.count("INFO gkit.chat: redis: subscribed") >= 2
+
+
+def test_starts_without_redis_and_connects_when_it_appears() -> None:
+    """REDIS_URL pointing at nothing yet: the chat serves, says what is
+    wrong, and starts sharing rooms once Redis is up."""
+    require(redis_server_path() is not None,
+            "redis-server not found (Debian: apt-get install redis-server)")
+    require(_redis_py(), "redis-py is not installed (pip install redis)")
+    port = free_port()
+    with ChatProcess(env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"}) as chat:
+        wait_until(logged(chat, f"redis: cannot reach redis://127.0.0.1:{port}/0"), 20,
+                   "the cannot-reach log line")
+        r = requests.get(chat.url + "healthz", timeout=5)
+        assert r.status_code == 503 and r.json()["hub"] == "redis"
+        assert requests.get(chat.url, timeout=5).status_code == 200
+        with RedisProcess(port=port):
+            wait_until(reaches_redis(chat), 30, "the chat to reach Redis")
+            room = room_name("late")
+            alice = ws_connect(chat.url, room, "alice")
+            ws_say(alice, "redis is here")
+            ws_recv_until(alice, is_msg("alice", "redis is here"))
+            alice.close()
+        assert "Traceback" not in chat.log_text()

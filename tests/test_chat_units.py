@@ -14,9 +14,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from examples.chat.hub import LocalHub  # noqa: E402
-from examples.chat.messages import (HISTORY, MAX_NICK, MAX_TEXT, InvalidInput,  # noqa: E402
-                                    Message, history_frame, new_message, poll_body,
-                                    validate_nick, validate_room, validate_text)
+from examples.chat.messages import (  # noqa: E402
+    HISTORY,
+    MAX_NICK,
+    MAX_TEXT,
+    InvalidInput,
+    Message,
+    history_frame,
+    new_message,
+    poll_body,
+    validate_nick,
+    validate_room,
+    validate_text,
+)
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -13,9 +13,10 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-from typing import List, Optional  # noqa: E402
+from typing import Any, List, Optional  # noqa: E402
 
 import gevent  # noqa: E402
+
 from gkit import run_server  # noqa: E402
 
 from .app import ChatApp  # noqa: E402
@@ -52,6 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("gkit.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
+    hub: Any
     if args.redis:
         from .redis_hub import RedisHub
         try:

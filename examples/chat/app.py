@@ -37,11 +37,24 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import gevent
+import gevent.pool
+
 from gkit import with_channel
 
 from .hub import HubUnavailable, LocalHub
-from .messages import (MAX_BODY, InvalidInput, Message, encode, error_frame, history_frame,
-                       new_message, poll_body, validate_nick, validate_room, validate_text)
+from .messages import (
+    MAX_BODY,
+    InvalidInput,
+    Message,
+    encode,
+    error_frame,
+    history_frame,
+    new_message,
+    poll_body,
+    validate_nick,
+    validate_room,
+    validate_text,
+)
 
 log = logging.getLogger("gkit.chat")
 
@@ -96,7 +109,8 @@ class Waiter:
 
     __slots__ = ("ch", "since", "epoch", "deadline", "cid", "answered", "counted")
 
-    def __init__(self, ch: Any, since: int, epoch: str, deadline: float, cid: Optional[str]) -> None:
+    def __init__(self, ch: Any, since: int, epoch: str, deadline: float,
+                 cid: Optional[str]) -> None:
         self.ch = ch
         self.since = since
         self.epoch = epoch
@@ -152,13 +166,17 @@ class ChatApp:
         self._page = (STATIC_DIR / "index.html").read_bytes()
         self._static = {p.name: (p.read_bytes(), STATIC_TYPES[p.suffix])
                         for p in STATIC_DIR.iterdir() if p.suffix in STATIC_TYPES}
+        self._background = gevent.pool.Group()   # leave announcements in flight
         self.hub.start(self._deliver, rooms=lambda: list(self.rooms))
         self._sweeper = gevent.spawn(self._sweep_forever, sweep_interval)
         self._sweeper.name = "gkit.chat sweeper"
 
-    def close(self) -> None:
-        """Stop the background greenlets and the hub."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the background greenlets and the hub, after letting the leave
+        announcements of a server stop reach the hub (at most ``timeout`` s)."""
         self._sweeper.kill(block=False)
+        self._background.join(timeout=timeout)
+        self._background.kill(block=False)
         self.hub.stop()
 
     # -- WSGI ----------------------------------------------------------------
@@ -324,7 +342,7 @@ class ChatApp:
             log.info("leave room=%s nick=%r transport=ws status=%s peer=%s",
                      room.name, member.nick, status, member.peer)
             # Not from inside on_close: it may run in the middle of a delivery.
-            gevent.spawn(self._announce, "leave", room.name, member.nick)
+            self._background.spawn(self._announce, "leave", room.name, member.nick)
 
     # -- long polling ----------------------------------------------------------
 

@@ -19,6 +19,7 @@ after reconnecting it reads back what its rooms missed meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -168,10 +169,8 @@ class RedisHub:
                 gevent.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
-                try:
+                with contextlib.suppress(redis.RedisError, OSError):
                     pubsub.close()
-                except (redis.RedisError, OSError):
-                    pass
 
     def _on_raw(self, raw: str) -> None:
         try:

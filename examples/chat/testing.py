@@ -58,7 +58,7 @@ def wait_until(check: Callable[[], Optional[T]], timeout: float, what: str,
             result = check()
             if result:
                 return result
-        except Exception as e:          # noqa: BLE001 - reported below
+        except Exception as e:
             last = e
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}"
@@ -147,7 +147,7 @@ class ChatProcess:
     def __enter__(self) -> "ChatProcess":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -162,7 +162,8 @@ class RedisProcess:
     def __init__(self, port: Optional[int] = None, startup_timeout: float = 10.0) -> None:
         path = redis_server_path()
         if path is None:
-            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server)")
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="gkit-redis-")
@@ -191,7 +192,7 @@ class RedisProcess:
     def __enter__(self) -> "RedisProcess":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -200,10 +201,10 @@ class RedisProcess:
 def ws_connect(base_url: str, room: str, nick: str, timeout: float = 10.0) -> Any:
     """Open ``/ws`` and read the history frame; returns the connection with
     ``.history`` (the messages) set."""
-    import websocket                     # websocket-client
+    import websocket  # websocket-client
     ws_base = "ws" + base_url[len("http"):] if base_url.startswith("http") else base_url
     query = urllib.parse.urlencode({"room": room, "nick": nick})
-    ws = websocket.create_connection(f"{ws_base.rstrip('/')}/ws?{query}", timeout=timeout)
+    ws: Any = websocket.create_connection(f"{ws_base.rstrip('/')}/ws?{query}", timeout=timeout)
     first = json.loads(ws.recv())
     assert first["type"] == "history", first
     ws.history = first["messages"]
