@@ -582,3 +582,258 @@ def test_parked_channels_hold_no_worker(serve):
     finally:
         for conn in polls:
             conn.close()
+
+
+# -- more edges ------------------------------------------------------------------------------
+
+def test_http10_long_poll_has_length_and_closes(serve):
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        gevent.spawn(ch.send, "answer")
+        return ch
+
+    server = serve(app)
+    data = send_raw(server.port, request(version="HTTP/1.0"), shut_wr=False)
+    resp, = parse_responses(data)
+    assert (resp.status, resp.body, resp.framing) == (200, b"answer", "length")
+    assert resp.get("content-length") == "6"
+
+
+def test_head_request_stream_sends_headers_only(serve):
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.send("abc", close_after_send=False)
+        ch.send("def", close_after_send=False)
+        ch.close()
+        return ch
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request(method="HEAD"))
+        resp = conn.read_response(head=True)
+        assert resp.status == 200
+        assert resp.body == b""
+        conn.send(request())                      # the connection goes on, no stray body bytes
+        resp = conn.read_response()
+        assert resp.status == 200
+        assert resp.framing == "chunked"
+        assert resp.body == b"abcdef"
+        assert conn.buf == b""
+
+
+def test_app_raising_after_with_channel_gets_500(serve, error_log):
+    q, get_status = statuses()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(q.put)
+        raise RuntimeError("app bug after with_channel")
+
+    server = serve(app)
+    resp = get(server.port)
+    assert resp.status == 500
+    assert get_status() == "server-close"
+    assert any("app bug after with_channel" in str(r.exc_info[1])
+               for r in error_log if r.exc_info)
+
+
+def test_app_raising_mid_stream_cuts_the_response(serve, error_log):
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.send("partial", close_after_send=False)
+        raise RuntimeError("app bug mid-stream")
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request())
+        read_head(conn)
+        # the chunk that was sent, then the connection ends without the last chunk
+        assert conn.read_until_close() == chunk(b"partial")
+
+
+def test_respond_after_client_left_returns_false(serve):
+    responders = queue.Queue()
+    q, get_status = statuses()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(q.put)
+        responders.put(ch)
+        return ch
+
+    server = serve(app)
+    conn = RawConn(server.port)
+    conn.send(request())
+    ch = responders.get(timeout=WAIT)
+    conn.close()
+    assert get_status() == "client-close"
+    assert ch.send("too late") is False
+    assert ch.close() is False
+
+
+def test_stop_closes_parked_long_poll(serve):
+    q, get_status = statuses()
+    parked = gevent.event.Event()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(q.put)
+        parked.set()
+        return ch
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request())
+        waited(parked, "the long poll reaching the app")
+        with gevent.Timeout(WAIT, AssertionError("stop() did not return")):
+            server.stop()
+        assert get_status() == "server-close"
+        assert conn.read_until_close() == b""     # closed, no response started
+
+
+def test_max_buffered_closes_slow_http_stream(serve):
+    import socket as socketlib
+    limit, size = 1 << 20, 65536
+    results = queue.Queue()
+    q, get_status = statuses()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/plain":
+            start_response("200 OK", [("Content-Length", "5")])
+            return [b"plain"]
+        ch = with_channel(environ)
+        ch.on_close(q.put)
+
+        def flood():
+            most = 0
+            for i in range(2000):
+                if not ch.send(b"s" * size, close_after_send=False):
+                    break
+                most = max(most, ch.buffered)
+                gevent.sleep(0)
+            results.put((i, ch.is_open, most))
+        gevent.spawn(flood)
+        return ch
+
+    server = serve(app, max_buffered=limit)
+    slow = socketlib.socket()
+    slow.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 65536)
+    slow.settimeout(WAIT)
+    try:
+        slow.connect(("127.0.0.1", server.port))
+        slow.sendall(request(target="/flood"))
+        resp = get(server.port, "/plain")            # the server answers others meanwhile
+        assert (resp.status, resp.body) == (200, b"plain")
+        stopped_at, is_open, most = results.get(timeout=WAIT * 3)
+        assert is_open is False
+        assert stopped_at < 1999
+        assert 0 < most <= limit
+        assert get_status() == "server-close"
+    finally:
+        slow.close()
+
+
+@pytest.mark.parametrize("body_size", [10, 20_000])
+def test_long_poll_with_unread_body_keeps_connection(serve, body_size):
+    """The app never reads the request body; once the channel answers, the next
+    request on the connection is parsed after that body, not inside it."""
+    chans = queue.Queue()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/poll":
+            chans.put(with_channel(environ))
+            return []
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"next"]
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request("POST", "/poll", body=b"b" * body_size))
+        ch = chans.get(timeout=WAIT)
+        assert ch.send("polled") is True
+        resp = conn.read_response()
+        assert (resp.status, resp.body) == (200, b"polled")
+        conn.send(request(target="/next"))
+        resp = conn.read_response()
+        assert (resp.status, resp.body) == (200, b"next")
+
+
+def test_client_leaving_during_large_unread_body_is_noticed(serve):
+    """A long poll whose (large) request body the app never reads: the client
+    leaving still ends the channel with client-close."""
+    q, get_status = statuses()
+    opened = gevent.event.Event()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(q.put)
+        opened.set()
+        return ch
+
+    server = serve(app)
+    conn = RawConn(server.port)
+    conn.send(request("POST", "/poll", headers=[("Content-Length", "1000000")]) + b"x" * 200_000)
+    waited(opened, "the channel opening")
+    conn.close()
+    assert get_status() == "client-close"
+
+
+def test_send_with_crlf_in_header_is_refused_never_written(serve, error_log):
+    results = []
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        results.append(ch.send({"status": 200, "headers": {"X-A": "a\r\nInjected: 1"},
+                                "body": "x"}))
+        results.append(ch.send("fine"))
+        return ch
+
+    server = serve(app)
+    data = send_raw(server.port, request(headers=[("Connection", "close")]), shut_wr=False)
+    assert b"Injected" not in data
+    resp, = final(parse_responses(data))
+    assert (resp.status, resp.body) == (200, b"fine")
+    assert results == [False, True]
+    assert error_log, "the refused send is logged on gkit.error"
+
+
+@pytest.mark.parametrize("answer", ["during-app", "after-app"])
+@pytest.mark.parametrize("expect", [False, True], ids=["body-late", "expect-100-continue"])
+def test_long_poll_answered_before_body_arrives(serve, expect, answer):
+    """The channel answers before the client sent the request body (a slow
+    upload, or a client waiting for 100 Continue). The response does not say
+    Connection: close, so the server goes on reading: the body, then the next
+    request on the connection is served."""
+    chans = queue.Queue()
+    returned = gevent.event.Event()
+
+    class Result:
+        def __iter__(self):
+            return iter([])
+
+        def close(self):
+            returned.set()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/poll":
+            chans.put(with_channel(environ))
+            return Result()
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"next"]
+
+    server = serve(app)
+    headers = [("Content-Length", "5")] + ([("Expect", "100-continue")] if expect else [])
+    with RawConn(server.port) as conn:
+        conn.send(request("POST", "/poll", headers=headers))
+        ch = chans.get(timeout=WAIT)
+        if answer == "after-app":
+            waited(returned, "the app's return")     # the server now waits for the body
+        assert ch.send("polled") is True
+        resp = conn.read_response()
+        assert (resp.status, resp.body) == (200, b"polled")
+        if "close" in resp.connection_tokens():
+            conn.assert_closed()                     # allowed: it said it would close
+            return
+        conn.send(b"hello" + request(target="/next"))
+        resp = conn.read_response()
+        assert (resp.status, resp.body) == (200, b"next")

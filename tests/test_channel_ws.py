@@ -622,3 +622,214 @@ def test_schedule_task_sends_on_a_channel(serve):
         assert ws.recv() == "later"
     finally:
         ws.close()
+
+
+# -- more edges ----------------------------------------------------------------------------------
+
+def test_ws_concurrent_sends_never_interleave(serve):
+    senders, per_sender = 50, 20
+    done = gevent.event.Event()
+
+    def piece(i, j):
+        body = b"%02d-%03d:" % (i, j) + bytes([65 + i % 26]) * (1 + (i * 977 + j * 131) % 9000)
+        return body.decode("ascii") if (i + j) % 2 else body
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+
+        def sender(i):
+            for j in range(per_sender):
+                assert ch.send(piece(i, j)) is True
+                gevent.sleep(0)
+        greenlets = [gevent.spawn(sender, i) for i in range(senders)]
+        gevent.spawn(lambda: (gevent.joinall(greenlets, raise_error=True), done.set()))
+        return ch
+
+    server = serve(app)
+    with RawWs(server.port, rcvbuf=65536, timeout=WAIT) as ws:
+        waited(done, "all sends")               # nothing read until every send is queued
+        seen = {i: [] for i in range(senders)}
+        for _ in range(senders * per_sender):
+            f = ws.recv_frame()
+            i, j = int(f.payload[:2]), int(f.payload[3:6])
+            expected = piece(i, j)
+            assert f.fin and f.opcode == (1 if isinstance(expected, str) else 2)
+            assert f.payload == (expected.encode() if isinstance(expected, str) else expected)
+            seen[i].append(j)
+    assert all(seen[i] == list(range(per_sender)) for i in range(senders))
+
+
+def test_send_with_close_after_send(serve):
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_receive(lambda m: ch.send("bye " + m, close_after_send=True))
+        return ch
+
+    server = serve(app)
+    ws = connect(server)
+    try:
+        ws.send("you")
+        assert ws.recv_data() == (OP_TEXT, b"bye you")
+        assert recv_close(ws) == 1000
+    finally:
+        ws.close()
+
+
+def test_send_after_client_close_is_false(serve):
+    results = Recorder()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(lambda status: results.put((status, ch.is_open, ch.send("late"), ch.close())))
+        return ch
+
+    server = serve(app)
+    ws = connect(server)
+    ws.close(status=1000, timeout=WAIT)
+    assert results.get() == ("normal", False, False, False)
+
+
+def test_on_receive_error_is_logged_and_delivery_goes_on(serve, error_log):
+    def app(environ, start_response):
+        ch = with_channel(environ)
+
+        def on_receive(message):
+            if message == "boom":
+                raise ValueError("handler failed")
+            ch.send(message)
+        ch.on_receive(on_receive)
+        return ch
+
+    server = serve(app)
+    ws = connect(server)
+    try:
+        ws.send("boom")
+        ws.send("after")
+        assert ws.recv() == "after"
+    finally:
+        ws.close()
+    assert any("handler failed" in str(r.exc_info[1]) for r in error_log if r.exc_info)
+
+
+def test_app_raising_after_handshake_closes_1011(serve, error_log):
+    closes = Recorder()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(closes.put)
+        raise RuntimeError("app bug after the handshake")
+
+    server = serve(app)
+    ws = connect(server)
+    try:
+        assert recv_close(ws) == 1011
+    finally:
+        ws.close()
+    assert closes.get() == "internal-server-error"
+    assert any("app bug after the handshake" in str(r.exc_info[1])
+               for r in error_log if r.exc_info)
+
+
+def test_open_websockets_hold_no_worker(serve):
+    """thread=1: open WebSockets wait for messages without holding the only worker."""
+    echo = echo_app()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/plain":
+            start_response("200 OK", [("Content-Length", "5")])
+            return [b"plain"]
+        return echo(environ, start_response)
+
+    server = serve(app, thread=1)
+    clients = [connect(server) for _ in range(5)]
+    try:
+        resp = get(server.port, "/plain")
+        assert (resp.status, resp.body) == (200, b"plain")
+        for n, ws in enumerate(clients):
+            ws.send(f"c{n}")
+        for n, ws in enumerate(clients):
+            assert ws.recv() == f"c{n}"
+    finally:
+        for ws in clients:
+            ws.close()
+
+
+def test_stop_with_slow_consumer_returns(serve):
+    closes = Recorder()
+    flooding = gevent.event.Event()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(closes.put)
+
+        def flood():
+            for _ in range(200):                     # 12.5 MiB, under the default limit
+                if not ch.send(b"f" * 65536):
+                    return
+            flooding.set()
+        gevent.spawn(flood)
+        return ch
+
+    server = serve(app)
+    with RawWs(server.port, rcvbuf=65536, timeout=WAIT) as ws:
+        waited(flooding, "the flood")
+        with gevent.Timeout(WAIT, AssertionError("stop() hung on a client that does not read")):
+            server.stop()
+        assert closes.get() == "server-close"
+        ws.wait_closed_ignoring(timeout=WAIT * 3)
+
+
+def test_messages_then_close_in_one_write_all_delivered_before_on_close(serve):
+    events = Recorder()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_receive(lambda m: events.put(("message", m)))
+        ch.on_close(lambda status: events.put(("close", status)))
+        return ch
+
+    server = serve(app)
+    with RawWs(server.port) as ws:
+        ws.send(b"".join(frame(1, b"m%d" % i) for i in range(5)) + frame(CLOSE, b"\x03\xe8"))
+        assert ws.recv_frame().close_code == 1000
+        ws.assert_tcp_closed()
+    assert [events.get() for _ in range(6)] == [("message", f"m{i}") for i in range(5)] + [
+        ("close", "normal")]
+
+
+def test_receive_returns_queued_messages_before_channel_closed(serve):
+    results = Recorder()
+    closed = gevent.event.Event()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(lambda status: closed.set())
+
+        def loop():
+            waited(closed, "the close")              # every message came before the close
+            results.put(list(ch))
+        gevent.spawn(loop)
+        return ch
+
+    server = serve(app)
+    with RawWs(server.port) as ws:
+        ws.send(frame(1, b"x") + frame(2, b"y") + frame(CLOSE, b"\x03\xe8"))
+        assert ws.recv_frame().close_code == 1000
+    assert results.get() == ["x", b"y"]
+
+
+def test_handler_set_after_close_still_gets_the_messages(serve):
+    """Nothing lost: messages that came before the close are handed over when
+    the handler is set, even if that is after the close."""
+    got = Recorder()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(lambda status: gevent.spawn(ch.on_receive, got.put))
+        return ch
+
+    server = serve(app)
+    with RawWs(server.port) as ws:
+        ws.send(frame(1, b"before") + frame(CLOSE, b"\x03\xe8"))
+        assert ws.recv_frame().close_code == 1000
+    assert got.get() == "before"

@@ -359,3 +359,124 @@ def test_bad_handshake_400(serve, kw):
     if kw.get("version_header", "13") != "13":
         assert resp.get("sec-websocket-version") == "13"     # RFC 6455 §4.4
     assert seen.get(timeout=WAIT) == (False, False)
+
+
+# -- framing robustness ---------------------------------------------------------------------------
+
+def test_empty_fragments_make_empty_message(echo):
+    server = echo()
+    with RawWs(server.port) as ws:
+        ws.send(frame(TEXT, b"", fin=False) + frame(CONT, b"", fin=False) + frame(CONT, b""))
+        assert ws.recv_raw(2) == server_frame(TEXT, b"")
+        ws.send(frame(BINARY, b"", fin=False) + frame(CONT, b"ab", fin=False) + frame(CONT, b""))
+        assert ws.recv_raw(4) == server_frame(BINARY, b"ab")
+
+
+def test_many_frames_in_one_write(echo):
+    server = echo()
+    messages = [b"m%04d" % i * (i % 7 + 1) for i in range(1000)]
+    with RawWs(server.port) as ws:
+        ws.send(b"".join(frame(BINARY, m) for m in messages))
+        for m in messages:
+            assert ws.recv_raw(len(server_frame(BINARY, m))) == server_frame(BINARY, m)
+
+
+def test_random_splits_of_a_frame_stream(echo):
+    """Frames of every length form, fragments and pings, cut at arbitrary points."""
+    import random
+    rng = random.Random(6455)
+    server = echo()
+    stream, pongs, messages = b"", [], []
+    for n in range(60):
+        size = rng.choice([0, 1, 5, 125, 126, 127, 1000, 65535, 65536, 70000])
+        payload = bytes(rng.randrange(256) for _ in range(min(size, 64))) * (size // 64 + 1)
+        payload = payload[:size]
+        if n % 3 == 0:
+            cut = size // 2
+            stream += (frame(BINARY, payload[:cut], fin=False, mask=rng.randbytes(4))
+                       + frame(PING, b"%d" % n, mask=rng.randbytes(4))
+                       + frame(CONT, payload[cut:], mask=rng.randbytes(4)))
+            pongs.append(b"%d" % n)
+        else:
+            stream += frame(BINARY, payload, mask=rng.randbytes(4))
+        messages.append(payload)
+    with RawWs(server.port, timeout=WAIT) as ws:
+        pos = 0
+        while pos < len(stream):
+            step = rng.choice([1, 2, 3, 7, 100, 1500, 40000])
+            ws.send(stream[pos:pos + step])
+            pos += step
+            if rng.random() < 0.1:
+                gevent.sleep(0)
+        # Pongs may overtake echoes of earlier messages; each kind comes in order.
+        got = {PONG: [], BINARY: []}
+        while len(got[PONG]) < len(pongs) or len(got[BINARY]) < len(messages):
+            f = ws.recv_frame(timeout=WAIT)
+            assert f.fin and f.rsv == 0 and f.opcode in got, f
+            got[f.opcode].append(f.payload)
+        assert got[PONG] == pongs
+        assert got[BINARY] == messages
+        assert ws.buf == b""
+
+
+# -- permessage-deflate on the wire ---------------------------------------------------------------
+
+DEFLATE_OFFER = [("Sec-WebSocket-Extensions", "permessage-deflate")]
+
+
+def deflated(data):
+    import zlib
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def test_deflate_client_message_inflated_and_echoed(echo):
+    import zlib
+    server = echo(ws_deflate=True)
+    text = ("deflate me " * 300).encode()
+    with RawWs(server.port, headers=DEFLATE_OFFER) as ws:
+        assert ws.header("sec-websocket-extensions").startswith("permessage-deflate")
+        inflater = zlib.decompressobj(-15)                # server context is taken over
+        for _ in range(3):
+            ws.send(frame(TEXT, deflated(text), rsv=4))
+            f = ws.recv_frame()
+            assert (f.opcode, f.rsv, f.fin) == (TEXT, 4, True)
+            assert inflater.decompress(f.payload + b"\x00\x00\xff\xff") == text
+        # an uncompressed message on a deflate connection is fine too
+        ws.send(frame(TEXT, b"plain"))
+        f = ws.recv_frame()
+        assert inflater.decompress(f.payload + b"\x00\x00\xff\xff") == b"plain"
+
+
+@pytest.mark.parametrize("data, code", [
+    (frame(TEXT, b"x", fin=False, rsv=4) + frame(CONT, b"y", rsv=4), 1002),   # RSV1 on a continuation
+    (frame(PING, b"p", rsv=4), 1002),                                       # RSV1 on a control frame
+    (frame(BINARY, b"\xff\xff\xff\xff", rsv=4), 1007),                      # not deflate data
+    (frame(TEXT, deflated(b"\xff\xfe"), rsv=4), 1007),                      # inflates to bad UTF-8
+], ids=["rsv1-continuation", "rsv1-ping", "bad-deflate-data", "inflated-bad-utf8"])
+def test_deflate_violations(echo, closes, data, code):
+    server = echo(ws_deflate=True)
+    with RawWs(server.port, headers=DEFLATE_OFFER) as ws:
+        assert ws.header("sec-websocket-extensions") is not None
+        ws.send(data)
+        assert_fails_with(ws, code, closes)
+
+
+def test_deflate_bomb_refused_with_1009(echo, closes):
+    server = echo(ws_deflate=True, max_ws=1000)
+    with RawWs(server.port, headers=DEFLATE_OFFER) as ws:
+        ws.send(frame(BINARY, deflated(b"\x00" * 1000), rsv=4))       # inflates to exactly 1000
+        f = ws.recv_frame()
+        assert (f.opcode, f.rsv) == (BINARY, 4)
+        ws.send(frame(BINARY, deflated(b"\x00" * 10_000_000), rsv=4))  # ~10 kB that inflate to 10 MB
+        assert_fails_with(ws, 1009, closes)
+
+
+def test_rsv1_without_negotiated_deflate(echo, closes):
+    server = echo(ws_deflate=False)
+    with RawWs(server.port, headers=DEFLATE_OFFER) as ws:
+        assert ws.header("sec-websocket-extensions") is None
+        ws.send(frame(TEXT, deflated(b"hello"), rsv=4))
+        assert_fails_with(ws, 1002, closes)
