@@ -28,7 +28,7 @@ def _header(req: "Request", name: bytes) -> str:
 def log_request(conn: "Connection", req: "Request", status: int, length: Optional[int],
                 started: float) -> None:
     """Write the access line of one request."""
-    remote = conn.addr[0] or "-"
+    remote = conn.client or "-"
     when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
     line = f"{req.method} {req.target.decode('latin-1')} HTTP/{req.version}"
     access_log.info('%s - - [%s] "%s" %d %s "%s" "%s" %.6f', remote, when, line, status,

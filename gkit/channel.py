@@ -297,6 +297,7 @@ class HttpChannel(Channel):
         super().__init__(conn)
         self._mode: Optional[int] = None   # framing once the head is sent
         self._keep_alive = False
+        self._discard = False   # an unread request body is being dropped: close after
 
     def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
         if not self._open:
@@ -333,7 +334,8 @@ class HttpChannel(Channel):
         assert req is not None
         server = conn.server
         head = build_head(status, headers, method=req.method, version=req.version,
-                          keep_alive=req.keep_alive and not conn.closing and not req.upgrade,
+                          keep_alive=(req.keep_alive and not conn.closing and not req.upgrade
+                                      and not self._discard),
                           length=len(body) if close else None, date=server.date(),
                           server=server.config.server_header)
         self._mode = head.mode
@@ -360,13 +362,16 @@ class HttpChannel(Channel):
         return True
 
     def _finish(self, status: str) -> None:
-        keep = self._keep_alive and self._mode != UNTIL_CLOSE
+        keep = self._keep_alive and self._mode != UNTIL_CLOSE and not self._discard
         self._log()
         self._closed(status)
         conn = self._conn
         self._when_flushed(lambda: conn.channel_done(keep))
 
-    def start_reading(self) -> None:
+    def start_reading(self, discard: bool = False) -> None:
+        """Watch the socket while the response is open. With ``discard``, the
+        rest of an unread request body is dropped as it comes."""
+        self._discard = self._discard or discard
         conn = self._conn
         if conn.raw is not None and not conn.closed:
             from .connection import PARK_CHANNEL
@@ -385,8 +390,11 @@ class HttpChannel(Channel):
         if not data:
             if self._open:
                 conn.close()
+                self._log()
                 self._closed("client-close")
             return
+        if self._discard:
+            return self.start_reading()
         conn.parser.feed(data)
 
     def server_close(self) -> None:

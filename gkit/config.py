@@ -6,7 +6,9 @@ these fields, so a new option is added here and nowhere else.
 """
 from __future__ import annotations
 
+import _ssl
 import dataclasses
+import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
@@ -75,11 +77,21 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds")
-        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+        # _ssl._SSLContext is the base of the stdlib's and gevent's SSLContext,
+        # so a context made before or after monkey-patching is accepted.
+        if self.ssl_context is not None and not isinstance(self.ssl_context, _ssl._SSLContext):
             raise ConfigError("ssl_context: give an ssl.SSLContext (see ssl.create_default_context)")
         if isinstance(self.forwarded_allow_ips, str):
             ips = tuple(p.strip() for p in self.forwarded_allow_ips.split(",") if p.strip())
             object.__setattr__(self, "forwarded_allow_ips", ips)
+        for item in self.forwarded_allow_ips:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(f"forwarded_allow_ips: {item!r} is not an IP address or network "
+                                  f"(e.g. 127.0.0.1,10.0.0.0/8 or '*')") from None
 
     @property
     def max_head(self) -> int:

@@ -44,7 +44,7 @@ class Connection:
 
     __slots__ = ("server", "sock", "raw", "addr", "secure", "fileno", "parser", "watcher",
                  "greenlet", "closed", "closing", "busy", "channel", "on_readable", "body_done",
-                 "request", "resume_pending", "head_since", "handed_over",
+                 "request", "resume_pending", "head_since", "handed_over", "client",
                  "__weakref__")
 
     def __init__(self, server: "Server", sock: socket.socket, addr: Tuple[str, int],
@@ -73,6 +73,7 @@ class Connection:
         self.resume_pending = False  # a channel ended its response while the app still ran
         self.head_since = 0.0    # when the first byte of a half-received head came
         self.handed_over = False  # a channel was opened for the current request
+        self.client = self.addr[0]  # REMOTE_ADDR of the current request (after proxy headers)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -319,9 +320,10 @@ class Connection:
             channel = self.channel
             if channel is not None and not channel.is_websocket and channel.is_open:
                 # The app is done with the request body now: watch for the
-                # client leaving while the response stays open.
-                if self.drain_body():
-                    channel.start_reading()
+                # client leaving while the response stays open. A body too
+                # big to drop now is dropped as it comes, and the connection
+                # closes after the response.
+                channel.start_reading(discard=not self.drain_body())
             if self.resume_pending:  # the channel already answered: go on here
                 self.resume_pending = False
                 if self.drain_body() and not self.closing:

@@ -37,7 +37,11 @@ class Server:
     """A running gkit server; see :func:`run_server`."""
 
     def __init__(self, app: WSGIApp, config: Config,
-                 listeners: Optional[List[socket.socket]] = None) -> None:
+                 listeners: Optional[List[socket.socket]] = None,
+                 multiprocess: bool = False) -> None:
+        """``listeners``: already listening sockets to serve on (gunicorn's,
+        a master's); ``multiprocess``: other processes serve the same app
+        (the environ's ``wsgi.multiprocess``)."""
         self.app = app
         self.config = config
         self.engine = resolve_engine(config.http)
@@ -69,7 +73,7 @@ class Server:
             "SERVER_NAME": self._server_name(), "SERVER_PORT": str(self.port),
             "SCRIPT_NAME": "", "SERVER_SOFTWARE": "gkit",
             "wsgi.version": (1, 0), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
-            "wsgi.multiprocess": False, "wsgi.run_once": False,
+            "wsgi.multiprocess": multiprocess, "wsgi.run_once": False,
             "wsgi.input_terminated": True, "wsgi.file_wrapper": FileWrapper,
         }
         self._base = {False: dict(base, **{"wsgi.url_scheme": "http"}),

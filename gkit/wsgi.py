@@ -228,6 +228,7 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     if config.proxy_headers and server.trusts(conn.addr[0]):
         apply_proxy_headers(environ, config.forwarded_allow_ips)
     environ["gkit.connection"] = conn
+    conn.client = environ["REMOTE_ADDR"]
     writer = ResponseWriter(conn, req, keep_alive)
     result = None
     logged = accesslog.enabled()
