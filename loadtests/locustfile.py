@@ -18,6 +18,8 @@ Users (weights 1 : 3 : 6):
   from the room arrives) and ``WS receive`` (delivery latency of other users'
   messages: receive time minus the server's timestamp; same clock here).
 
+The HTTP users are locust's ``FastHttpUser`` (geventhttpclient): a load
+generator that shares a small machine with the server needs the cheap client.
 The long-poll users report ``POLL round trip`` the same way (POST /send until
 the message comes back on the user's own poll). ``/poll`` response times are
 long by design: a poll parks until the room has news.
@@ -33,13 +35,15 @@ import json
 import os
 import random
 import time
+import urllib.parse
 import uuid
 from typing import Any, Dict, Optional
 
 import gevent
 import requests
 import websocket  # websocket-client
-from locust import HttpUser, User, between, constant, events, task
+from locust import FastHttpUser, User, between, constant, events, task
+from locust.runners import WorkerRunner
 
 ROOMS = int(os.environ.get("CHAT_ROOMS", "20"))
 SEND_MIN, SEND_MAX = (float(x) for x in os.environ.get("CHAT_SEND_EVERY", "5,15").split(","))
@@ -59,7 +63,7 @@ def forget_old(pending: Dict[str, float], now: float, horizon: float = 60.0) -> 
         del pending[token]
 
 
-class PageUser(HttpUser):
+class PageUser(FastHttpUser):
     """Someone opening the page: HTML, script, the room's history."""
 
     weight = 1
@@ -75,14 +79,15 @@ class PageUser(HttpUser):
 
     @task(1)
     def history(self) -> None:
-        self.client.get("/history", params={"room": pick_room()}, name="GET /history")
+        self.client.get("/history?room=" + pick_room(), name="GET /history")
 
 
-class PollChatUser(HttpUser):
+class PollChatUser(FastHttpUser):
     """The page's long-polling transport: poll, and send every few seconds."""
 
     weight = 3
     wait_time = constant(0)          # the parked poll is the wait
+    network_timeout = 40.0           # a poll parks for up to 25 s
 
     def on_start(self) -> None:
         self.room = pick_room()
@@ -103,10 +108,10 @@ class PollChatUser(HttpUser):
             self.next_send = time.monotonic() + random.uniform(SEND_MIN, SEND_MAX)
         params = {"room": self.room, "since": self.since, "epoch": self.epoch,
                   "nick": self.nick, "cid": self.cid}
-        with self.client.get("/poll", params=params, name=POLL_NAME, timeout=40,
+        with self.client.get("/poll?" + urllib.parse.urlencode(params), name=POLL_NAME,
                              catch_response=True) as r:
             if r.status_code != 200:
-                r.failure(f"HTTP {r.status_code}: {r.text[:200]}")
+                r.failure(f"HTTP {r.status_code}: {(r.text or '')[:200]}")
                 return
             try:
                 messages = r.json()["messages"]
@@ -245,7 +250,8 @@ def _sample(host: str) -> None:
 
 @events.test_start.add_listener
 def _start_sampling(environment: Any, **_: Any) -> None:
-    if environment.host and not getattr(environment.runner, "worker_index", 0):
+    # Once per run: on the master (or the only process), not on every worker.
+    if environment.host and not isinstance(environment.runner, WorkerRunner):
         gevent.spawn(_sample, environment.host)
 
 
