@@ -360,6 +360,7 @@ def test_close_on_never_sent_channel_is_empty_200(serve):
     assert results[:3] == [True, False, False]
 
 
+@pytest.mark.timeout(60)
 def test_concurrent_sends_never_interleave(serve):
     senders, per_sender = 50, 20
     done = gevent.event.Event()
@@ -691,6 +692,7 @@ def test_stop_closes_parked_long_poll(serve):
         assert conn.read_until_close() == b""     # closed, no response started
 
 
+@pytest.mark.timeout(60)
 def test_max_buffered_closes_slow_http_stream(serve):
     import socket as socketlib
     limit, size = 1 << 20, 65536

@@ -269,7 +269,7 @@ def test_messages_sent_with_the_handshake_are_kept(serve):
         return ch
 
     server = serve(app)
-    with RawWs(server.port, first=frame(1, b"early") + frame(2, b"bird")) as ws:
+    with RawWs(server.port, first=frame(1, b"early") + frame(2, b"bird")):
         assert got.get() == "early"
         assert got.get() == b"bird"
 
@@ -493,6 +493,7 @@ def test_stop_sends_1001_and_reports_server_close(serve):
 
 # -- slow consumers ----------------------------------------------------------------------------
 
+@pytest.mark.timeout(60)
 def test_buffered_and_drain(serve):
     """A client that does not read: bytes queue (buffered > 0, drain times out);
     once it reads, drain returns True and buffered is 0."""
@@ -527,6 +528,7 @@ def test_buffered_and_drain(serve):
         assert results.get() == ("buffered after", 0)
 
 
+@pytest.mark.timeout(60)
 def test_max_buffered_closes_slow_consumer_and_server_stays_responsive(serve):
     limit, size = 1 << 20, 65536
     results = Recorder()
@@ -626,6 +628,7 @@ def test_schedule_task_sends_on_a_channel(serve):
 
 # -- more edges ----------------------------------------------------------------------------------
 
+@pytest.mark.timeout(60)
 def test_ws_concurrent_sends_never_interleave(serve):
     senders, per_sender = 50, 20
     done = gevent.event.Event()
@@ -754,6 +757,7 @@ def test_open_websockets_hold_no_worker(serve):
             ws.close()
 
 
+@pytest.mark.timeout(60)
 def test_stop_with_slow_consumer_returns(serve):
     closes = Recorder()
     flooding = gevent.event.Event()
