@@ -494,38 +494,43 @@ def test_stop_sends_1001_and_reports_server_close(serve):
 # -- slow consumers ----------------------------------------------------------------------------
 
 @pytest.mark.timeout(60)
-def test_buffered_and_drain(serve):
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_buffered_and_drain(serve, rounds):
     """A client that does not read: bytes queue (buffered > 0, drain times out);
-    once it reads, drain returns True and buffered is 0."""
+    once it reads, drain returns True and buffered is 0. The second round
+    checks that a drain that once succeeded does not answer True for later,
+    unwritten bytes."""
     total, size = 256, 65536                   # 16 MiB: more than the kernel buffers hold
     results = Recorder()
-    reading = gevent.event.Event()
+    reading = [gevent.event.Event() for _ in range(rounds)]
 
     def app(environ, start_response):
         ch = with_channel(environ)
 
         def flood():
-            for i in range(total):
-                assert ch.send(bytes([i % 256]) * size) is True
-            results.put(("buffered", ch.buffered))
-            results.put(("drain short", ch.drain(timeout=0.3)))
-            reading.set()
-            results.put(("drain", ch.drain(timeout=WAIT * 3)))
-            results.put(("buffered after", ch.buffered))
+            for r in range(rounds):
+                for i in range(total):
+                    assert ch.send(bytes([i % 256]) * size) is True
+                results.put(("buffered", ch.buffered))
+                results.put(("drain short", ch.drain(timeout=0.3), ch.buffered > 0))
+                reading[r].set()
+                results.put(("drain", ch.drain(timeout=WAIT * 3)))
+                results.put(("buffered after", ch.buffered))
         gevent.spawn(flood)
         return ch
 
     server = serve(app, max_buffered=64 << 20)
     with RawWs(server.port, rcvbuf=65536, timeout=WAIT * 3) as ws:
-        kind, buffered = results.get()
-        assert kind == "buffered" and buffered > 0
-        assert results.get() == ("drain short", False)
-        waited(reading, "the drain timeout")
-        for i in range(total):
-            f = ws.recv_frame()
-            assert (f.opcode, f.fin, f.payload) == (2, True, bytes([i % 256]) * size)
-        assert results.get(timeout=WAIT * 3) == ("drain", True)
-        assert results.get() == ("buffered after", 0)
+        for r in range(rounds):
+            kind, buffered = results.get()
+            assert kind == "buffered" and buffered > 0
+            assert results.get() == ("drain short", False, True), f"round {r + 1}"
+            waited(reading[r], "the drain timeout")
+            for i in range(total):
+                f = ws.recv_frame()
+                assert (f.opcode, f.fin, f.payload) == (2, True, bytes([i % 256]) * size)
+            assert results.get(timeout=WAIT * 3) == ("drain", True)
+            assert results.get() == ("buffered after", 0)
 
 
 @pytest.mark.timeout(60)
@@ -837,3 +842,44 @@ def test_handler_set_after_close_still_gets_the_messages(serve):
         ws.send(frame(1, b"before") + frame(CLOSE, b"\x03\xe8"))
         assert ws.recv_frame().close_code == 1000
     assert got.get() == "before"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["websocket", "http"])
+def test_client_dropping_with_queued_data(serve, kind):
+    """A client that stops reading and then goes away while bytes are queued:
+    the channel closes as the client's (going-away / client-close) and a
+    drain() waiting for those bytes returns False: they were never written
+    (drain's contract: True once the queued bytes are written)."""
+    closes = Recorder()
+    drained = Recorder()
+    queued = gevent.event.Event()
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(closes.put)
+
+        def flood():
+            for _ in range(200):                     # 12.5 MiB, under the default limit
+                ch.send(b"q" * 65536, close_after_send=False)
+            queued.set()
+            drained.put((ch.drain(timeout=WAIT * 2), ch.is_open, ch.buffered))
+        gevent.spawn(flood)
+        return ch
+
+    server = serve(app)
+    if kind == "websocket":
+        client = RawWs(server.port, rcvbuf=65536)
+        sock = client.sock
+    else:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(WAIT)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    waited(queued, "the flood")
+    sock.close()                                     # unread data: the kernel sends a reset
+    assert closes.get() == ("going-away" if kind == "websocket" else "client-close")
+    ok, is_open, buffered = drained.get(timeout=WAIT * 3)
+    assert (is_open, buffered) == (False, 0)
+    assert ok is False, "drain() said the bytes were written, but the client was gone"
