@@ -883,3 +883,19 @@ def test_client_dropping_with_queued_data(serve, kind):
     ok, is_open, buffered = drained.get(timeout=WAIT * 3)
     assert (is_open, buffered) == (False, 0)
     assert ok is False, "drain() said the bytes were written, but the client was gone"
+
+
+def test_as_channel_on_open_runs_before_any_on_receive(serve):
+    """Frames sent with the upgrade request are there before as_channel returns;
+    on_open still comes first (http-kit calls on-open before any on-receive)."""
+    calls = Recorder()
+
+    def app(environ, start_response):
+        return as_channel(environ, on_open=lambda ch: calls.put("open"),
+                          on_receive=lambda ch, message: calls.put(("receive", message)))
+
+    server = serve(app)
+    with RawWs(server.port, first=frame(1, b"early")) as ws:
+        assert [calls.get(), calls.get()] == ["open", ("receive", "early")]
+        ws.send(frame(1, b"later"))
+        assert calls.get() == ("receive", "later")
