@@ -205,15 +205,16 @@ def test_poll_parks_then_answers_empty(chat: ChatProcess, http: requests.Session
     assert again["reset"] is True and [m["id"] for m in again["messages"]] == [since]
 
 
-def test_polling_client_that_stops_polling_is_announced_as_gone(
-        tmp_path: Path) -> None:
-    with ChatProcess("--poll-timeout", "1") as chat, requests.Session() as http:
+def test_polling_client_that_stops_polling_is_announced_as_gone() -> None:
+    with ChatProcess("--poll-timeout", "1", "--poll-grace", "2") as chat, \
+            requests.Session() as http:
         room = room_name()
         alice = ws_connect(chat.url, room, "alice")
         poll(http, chat, room, cid="gonecid", nick="gina")
         ws_recv_until(alice, is_event("join", "gina"))
-        # No further polls: after the grace period (15 s) gina is gone.
-        ws_recv_until(alice, is_event("leave", "gina"), timeout=30)
+        # No further polls: after the grace period (2 s here, 15 s by default)
+        # gina is gone.
+        ws_recv_until(alice, is_event("leave", "gina"), timeout=20)
         alice.close()
         assert "leave room=%s nick='gina' transport=poll status=timeout" % room in chat.log_text()
 

@@ -40,6 +40,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="prefix of the Redis keys and channel (default gkit-chat)")
     p.add_argument("--poll-timeout", type=float, default=25.0, metavar="SECONDS",
                    help="how long a long poll waits for a message (default 25)")
+    p.add_argument("--poll-grace", type=float, default=15.0, metavar="SECONDS",
+                   help="a polling client that stopped polling is announced as gone "
+                        "after this long (default 15)")
     p.add_argument("--max-buffered", type=int, default=1024 * 1024, metavar="BYTES",
                    help="drop a client once this many bytes wait unsent to it (default 1 MiB)")
     p.add_argument("--access-log", action="store_true",
@@ -66,7 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         hub = LocalHub()
         log.info("hub: in-process (start with --redis URL to share rooms between processes)")
-    app = ChatApp(hub, poll_timeout=args.poll_timeout)
+    app = ChatApp(hub, poll_timeout=args.poll_timeout, poll_grace=args.poll_grace)
     server = run_server(app, ip=args.ip, port=args.port, thread=None,
                         max_ws=64 * 1024, max_body=64 * 1024, max_buffered=args.max_buffered)
     host = f"[{args.ip}]" if ":" in args.ip else args.ip
