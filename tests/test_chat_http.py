@@ -71,7 +71,7 @@ def send(http: requests.Session, chat: ChatProcess, room: str, nick: str, text: 
 # -- the page ---------------------------------------------------------------
 
 def test_page_static_files_and_404s(chat: ChatProcess, http: requests.Session) -> None:
-    for path in ("", "r/dev-room"):
+    for path in ("", "r/dev-room", "r/dev-room/"):
         r = http.get(chat.url + path, timeout=10)
         assert r.status_code == 200
         assert r.headers["Content-Type"] == "text/html; charset=utf-8"

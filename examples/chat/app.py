@@ -216,7 +216,7 @@ class ChatApp:
         path = environ.get("PATH_INFO") or "/"
         if path != "/":
             try:
-                validate_room(path[len("/r/"):])
+                validate_room(path[len("/r/"):].rstrip("/"))   # the page reads /r/<room>/ too
             except InvalidInput as e:
                 raise HTTPError("404 Not Found", str(e)) from None
         return _ok(start_response, self._page, "text/html; charset=utf-8", PAGE_HEADERS)
