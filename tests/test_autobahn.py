@@ -83,8 +83,14 @@ def test_autobahn_cases_1_to_7_and_10(engine, tmp_path, capsys):
            if e["behavior"] not in ACCEPTED or e["behaviorClose"] not in ACCEPTED}
     summary = (f"Autobahn ({engine}): {len(cases)} cases; behavior {dict(by_behavior)}; "
                f"close behavior {dict(by_close)}; not accepted: {len(bad)}")
+    not_ok = collections.defaultdict(list)
+    for case_id, e in sorted(cases.items(), key=lambda kv: [int(p) for p in kv[0].split(".")]):
+        if e["behavior"] != "OK":
+            not_ok[e["behavior"]].append(case_id)
     with capsys.disabled():
         print("\n" + summary)
+        for behavior, ids in not_ok.items():
+            print(f"  {behavior}: {' '.join(ids)}")
     assert not bad, summary + "\n" + "\n".join(
         f"  {k}: behavior={v[0]} close={v[1]} remote close code={v[2]}"
         for k, v in sorted(bad.items(), key=lambda kv: [int(p) for p in kv[0].split(".")]))

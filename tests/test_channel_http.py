@@ -839,3 +839,31 @@ def test_long_poll_answered_before_body_arrives(serve, expect, answer):
         conn.send(b"hello" + request(target="/next"))
         resp = conn.read_response()
         assert (resp.status, resp.body) == (200, b"next")
+
+
+@pytest.mark.parametrize("status", [204, 304])
+@pytest.mark.parametrize("stream", [False, True])
+def test_status_without_body_writes_no_body(serve, status, stream):
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/next":
+            start_response("200 OK", [("Content-Length", "4")])
+            return [b"next"]
+        ch = with_channel(environ)
+        ch.send({"status": status, "headers": {"X-S": "1"}, "body": "must not appear"},
+                close_after_send=not stream)
+        if stream:
+            ch.send("nor this", close_after_send=False)
+            ch.close()
+        return ch
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request())
+        resp = conn.read_response()
+        assert resp.status == status
+        assert resp.get("x-s") == "1"
+        assert not resp.has("transfer-encoding")
+        conn.send(request(target="/next"))
+        resp = conn.read_response()
+        assert (resp.status, resp.body) == (200, b"next")
+        assert conn.buf == b""

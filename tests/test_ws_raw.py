@@ -232,8 +232,11 @@ def test_server_close_handshake(echo, closes):
         f = ws.recv_frame()
         assert (f.opcode, f.close_code) == (CLOSE, 1000)
         assert closes.get() == "server-close"
+        # A ping after the server's close frame gets no pong: nothing follows a close frame.
+        ws.send(frame(PING, b"late") + frame(TEXT, b"late"))
         ws.send(frame(CLOSE, close_payload(1000)))   # the client's reply
         ws.assert_tcp_closed()
+    assert closes.q.empty()                          # on_close ran once
 
 
 @pytest.mark.timeout(40)
