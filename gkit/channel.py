@@ -90,7 +90,8 @@ class Channel:
         self._outbox: Deque[bytes] = deque()
         self._buffered = 0
         self._flushing = False
-        self._drained: Optional[Event] = None
+        self._drained: Optional[Event] = None  # set when a flush ends (written or lost)
+        self._write_failed = False  # queued bytes were dropped: the client left, or overflow
         self._after_flush: Optional[Callable[[], None]] = None
         self.log_from: Optional[float] = None  # set when the access log is on
         self._status_code = 0
@@ -142,12 +143,13 @@ class Channel:
                 return
 
     def drain(self, timeout: Optional[float] = None) -> bool:
-        """Block until queued bytes are written (True) or ``timeout`` passes."""
+        """Block until queued bytes are written: True; False if ``timeout``
+        passed first or the bytes were dropped (the client left)."""
         if not self._outbox and not self._flushing:
-            return True
+            return not self._write_failed
         if self._drained is None:
             self._drained = Event()
-        return self._drained.wait(timeout)
+        return self._drained.wait(timeout) and not self._write_failed
 
     def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
         raise NotImplementedError
@@ -198,13 +200,14 @@ class Channel:
             self._call(fn, status)
 
     # -- writing ---------------------------------------------------------------------
-    def _write(self, data: bytes) -> None:
-        """Queue ``data`` for the socket without blocking."""
+    def _write(self, data: bytes) -> bool:
+        """Queue ``data`` for the socket without blocking; False if it was
+        dropped (the client left, or max_buffered was passed)."""
         if not data:
-            return
+            return True
         conn = self._conn
         if conn.closed:
-            return
+            return False
         if not self._outbox and not self._flushing and conn.raw is not None:
             try:
                 n = conn.raw.send(data)
@@ -212,22 +215,28 @@ class Channel:
                 n = 0
             except OSError:
                 self._lost()
-                return
+                return False
             if n == len(data):
-                return
+                return True
             data = data[n:]
         self._outbox.append(data)
         self._buffered += len(data)
+        if self._drained is not None and self._drained.is_set():
+            self._drained = None  # a finished flush says nothing about these bytes
         if self._buffered > conn.server.config.max_buffered:
             error_log.warning("closing a channel to %s: %d unwritten bytes passed max_buffered",
                               conn.addr, self._buffered)
             self._outbox.clear()
             self._buffered = 0
+            self._write_failed = True
+            if self._drained is not None:
+                self._drained.set()
             self._overflow()
-            return
+            return False
         if not self._flushing:
             self._flushing = True
             conn.spawn(self._flush)
+        return True
 
     def _flush(self) -> None:
         conn = self._conn
@@ -241,6 +250,7 @@ class Channel:
             self._outbox.clear()
             self._buffered = 0
             self._flushing = False
+            self._write_failed = True
             self._lost()
             return
         finally:
@@ -310,16 +320,18 @@ class HttpChannel(Channel):
                 body = _to_bytes(data.get("body") if isinstance(data, dict) else data)
                 out = self._frame(body)
         except (BadResponse, TypeError, ValueError) as exc:
+            # As for a WSGI app: what cannot be written is answered with 500
+            # (when nothing was sent yet) and the channel ends.
             error_log.error("channel send refused: %s", exc)
+            self.abort()
             return False
         if close:
             if self._mode == CHUNKED:
                 out += b"0\r\n\r\n"
-            self._write(out)
+            written = self._write(out)
             self._finish("server-close")
-        else:
-            self._write(out)
-        return True
+            return written
+        return self._write(out)
 
     def _head(self, data: Any, close: bool) -> bytes:
         if isinstance(data, dict):

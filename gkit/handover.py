@@ -93,14 +93,16 @@ def as_channel(environ: Environ, *, on_open: Optional[Callable[[Channel], Any]] 
     ...     return as_channel(environ, on_receive=lambda ch, msg: ch.send(msg))
     """
     ch = with_channel(environ, subprotocol=subprotocol, headers=headers)
+    # Messages that came with the handshake wait in the channel until
+    # on_receive is set, so the order is http-kit's: open, messages, close.
     if on_ping is not None:
         ch.on_ping(lambda data: on_ping(ch, data))
-    if on_close is not None:
-        ch.on_close(lambda status: on_close(ch, status))
+    if on_open is not None and (ch.is_open or ch.is_websocket):
+        on_open(ch)
     if on_receive is not None:
         ch.on_receive(lambda message: on_receive(ch, message))
-    if on_open is not None and ch.is_open:
-        on_open(ch)
+    if on_close is not None:
+        ch.on_close(lambda status: on_close(ch, status))
     return ch
 
 

@@ -41,10 +41,10 @@ class WebSocketChannel(Channel):
                 data = _to_bytes(data)
             except TypeError:
                 return False
-        self._write(self._ws.send_message(data))
+        written = self._write(self._ws.send_message(data))
         if close_after_send:
             self.close()
-        return True
+        return written
 
     def ping(self, data: bytes = b"") -> bool:
         """Send a ping frame (the client's pong is not reported)."""

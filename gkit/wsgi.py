@@ -300,11 +300,18 @@ def _write_result(conn: "Connection", writer: ResponseWriter, result: Iterable[b
                 raise BadResponse("the app returned without calling start_response")
             body = b"".join(result)
             head = writer.begin(length)
-            if writer.head.mode == NO_BODY:  # type: ignore[union-attr]
+            framing = writer.head
+            assert framing is not None
+            if framing.mode == NO_BODY:
                 conn.send(head)
-            else:
-                writer.sent = len(body)
-                conn.send(head + body)
+                return
+            if framing.length is not None and len(body) != framing.length:
+                # The app's Content-Length disagrees with its body: never send
+                # more than declared, and close when the client cannot find the end.
+                body = body[:framing.length]
+                framing.keep_alive = False
+            writer.sent = len(body)
+            conn.send(head + body)
             return
     for chunk in result:
         if chunk:

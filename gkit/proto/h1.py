@@ -191,6 +191,8 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
     # CONNECT and accepted upgrades end HTTP on this connection (llhttp stops
     # there); a refused upgrade is answered and the connection then closes.
     upgrade = (upgrade and b"upgrade" in connection) or method == b"CONNECT"
+    if upgrade and chunked:
+        raise ProtocolError("an upgrade request with a chunked body is not supported")
     return Request(method.decode("ascii"), target, version, headers, keep_alive,
                    content_length, chunked, expect, upgrade)
 

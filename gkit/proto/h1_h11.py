@@ -50,12 +50,20 @@ class H11Parser(H1Parser):
             raise ProtocolError(str(exc), exc.error_status_hint) from None
 
     def _check_head_part(self, data: bytes) -> None:
-        """h11 takes bare LF and obs-fold; llhttp does not, so neither does gkit."""
-        end = data.find(b"\r\n\r\n")
-        head = data if end < 0 else data[:end + 4]
-        check_head_bytes(self._head_tail + head)
+        """h11 takes bare LF and obs-fold; llhttp does not, so neither does gkit.
+
+        ``_head_tail`` holds the last bytes of the head seen so far, so that
+        a line end or the head's end split across reads is seen whole.
+        """
+        tail = self._head_tail
+        end = (tail + data).find(b"\r\n\r\n")
+        head = data if end < 0 else data[:max(0, end + 4 - len(tail))]
+        prefix = tail[-2:]
+        if prefix[:1] == b"\n":  # its CR was cut off: that LF was checked already
+            prefix = prefix[1:]
+        check_head_bytes(prefix + head)
         self._head_raw += head
-        self._head_tail = head[-1:] if end < 0 else b""
+        self._head_tail = (tail + head)[-3:] if end < 0 else b""
         if end < 0:
             self._guard_head(data)
 

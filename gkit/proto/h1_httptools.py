@@ -7,7 +7,7 @@ from typing import Deque, List, Optional
 import httptools
 
 from ..errors import ProtocolError
-from .h1 import CLOSED, END, NEED_DATA, Event, H1Parser, Headers, check_head
+from .h1 import CLOSED, END, NEED_DATA, Event, H1Parser, Headers, Request, check_head
 
 
 class HttptoolsParser(H1Parser):
@@ -24,8 +24,10 @@ class HttptoolsParser(H1Parser):
         self._body_seen = 0
         self._in_message = False
         self._upgraded = False
+        self._upgrade_body = 0  # body bytes of an upgrade request still to come
         self._eof = False
         self._error: Optional[ProtocolError] = None
+        self._last_request: Optional[Request] = None
 
     # -- llhttp callbacks -------------------------------------------------
     def on_message_begin(self) -> None:
@@ -44,9 +46,10 @@ class HttptoolsParser(H1Parser):
         self._head_done()
         p = self._parser
         headers, self._headers = self._headers, []  # trailers never join the head
-        self._events.append(check_head(p.get_method(), b"".join(self._url),
-                                       p.get_http_version(), headers,
-                                       self.max_line, self.max_body, self.max_head))
+        req = check_head(p.get_method(), b"".join(self._url), p.get_http_version(), headers,
+                         self.max_line, self.max_body, self.max_head)
+        self._last_request = req
+        self._events.append(req)
 
     def on_body(self, body: bytes) -> None:
         self._body_seen += len(body)
@@ -66,13 +69,20 @@ class HttptoolsParser(H1Parser):
             self._eof = True
             return
         if self._upgraded:
-            self.trailing_data += data
+            self._after_upgrade(data)
             return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._upgraded = True
-            self.trailing_data = data[exc.args[0]:]
+            # httptools tells llhttp to skip the body of an upgrade request;
+            # a declared body is still the request's, not the new protocol's.
+            req = self._last_request
+            if req is not None and req.content_length:
+                if self._events and self._events[-1] is END:
+                    self._events.pop()
+                self._upgrade_body = req.content_length
+            self._after_upgrade(data[exc.args[0]:])
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             if isinstance(cause, ProtocolError):  # raised by one of our callbacks
@@ -85,13 +95,24 @@ class HttptoolsParser(H1Parser):
         if self._in_message and not self._events:
             self._guard_head(data)
 
+    def _after_upgrade(self, data: bytes) -> None:
+        left = self._upgrade_body
+        if left:
+            body, data = data[:left], data[left:]
+            if body:
+                self._events.append(body)
+                self._upgrade_body = left = left - len(body)
+            if not left:
+                self._events.append(END)
+        self.trailing_data += data
+
     def next_event(self) -> Event:
         if self._events:
             return self._events.popleft()
         if self._error is not None:
             raise self._error
         if self._eof:
-            if self._in_message:
+            if self._in_message or self._upgrade_body:
                 raise ProtocolError("client closed in the middle of a request")
             return CLOSED
         return NEED_DATA
