@@ -17,16 +17,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
 import logging
 import os
 import signal
 import sys
 import traceback
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, List, NoReturn, Optional
 
-from .supervisor import APP_LOAD_ERROR, Listener, adopt, bind_all, cooperative, parse_bind
+from .supervisor import (
+    APP_LOAD_ERROR,
+    Bind,
+    BindError,
+    Listener,
+    adopt,
+    bind_all,
+    cooperative,
+    parse_bind,
+)
 
 log = logging.getLogger("gkit")
 
@@ -158,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
 # -- the plan: everything validated before any socket or process ---------------------
 @dataclass
 class Plan:
+    """What the command line asks for, validated."""
+
     app: str
     config: Any                       # gkit.config.Config
-    binds: List[Any] = field(default_factory=list)
+    binds: List[Bind] = field(default_factory=list)
     workers: int = 1
     reload: bool = False
     reload_dirs: List[str] = field(default_factory=list)
@@ -179,7 +192,7 @@ def _env_default(parser: argparse.ArgumentParser, args: argparse.Namespace, dest
         return False
     action = next(a for a in parser._actions if a.dest == dest)
     try:
-        setattr(args, dest, action.type(text) if action.type else text)
+        setattr(args, dest, action.type(text) if callable(action.type) else text)
     except ValueError:
         raise UsageError(f"environment {name}={text!r} is not a valid --"
                          f"{dest.replace('_', '-')} value") from None
@@ -188,9 +201,8 @@ def _env_default(parser: argparse.ArgumentParser, args: argparse.Namespace, dest
 
 def make_plan(argv: Sequence[str]) -> Plan:
     """Parse and validate ``argv``; raise :class:`UsageError` with one line."""
-    from .config import OPTIONS
+    from .config import OPTIONS, make_config
     from .errors import ConfigError
-    from .config import make_config
 
     parser = build_parser()
     args = parser.parse_args(list(argv))
@@ -198,15 +210,23 @@ def make_plan(argv: Sequence[str]) -> Plan:
     _env_default(parser, args, "forwarded_allow_ips")
     options = {f.name: getattr(args, f.name) for f in OPTIONS
                if f.metadata.get("cli", True) and getattr(args, f.name) is not None}
+    for item in options.get("forwarded_allow_ips", ()):
+        # FIXME(core): Config should check these (see /tmp/gkit-bugs-cli.md).
+        try:
+            item == "*" or ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise UsageError(f"--forwarded-allow-ips: {item!r} is not an IP address or "
+                             f"network (give e.g. 127.0.0.1,10.0.0.0/8 or '*')") from None
     try:
         config = make_config(**options)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    except (ValueError, TypeError) as exc:  # e.g. a bad address in --forwarded-allow-ips
-        raise UsageError(f"bad option value: {exc}") from None
-    binds = [parse_bind(text) for text in (args.bind or [])]
-    if args.uds:
-        binds.append(parse_bind("unix:" + args.uds))
+    try:
+        binds = [parse_bind(text) for text in (args.bind or [])]
+        if args.uds:
+            binds.append(parse_bind("unix:" + args.uds))
+    except BindError as exc:
+        raise UsageError(str(exc)) from None
     if binds and (args.ip is not None or args.port is not None):
         raise UsageError("give either -b/--bind/--uds or --ip/--port, not both")
     if not binds:
@@ -287,7 +307,7 @@ def ssl_context_from(certfile: Optional[str], keyfile: Optional[str]) -> Any:
             with open(path, "rb") as f:
                 text = f.read()
         except OSError as exc:
-            raise UsageError(f"{flag} {path!r}: {exc.strerror.lower()}") from None
+            raise UsageError(f"{flag} {path!r}: {(exc.strerror or str(exc)).lower()}") from None
         if marker.encode() not in text:
             what = "certificate" if flag == "--certfile" else "private key"
             raise UsageError(f"{flag} {path!r}: no PEM {what} in it (want a '-----BEGIN "
@@ -315,6 +335,7 @@ def ssl_context_from(certfile: Optional[str], keyfile: Optional[str]) -> Any:
 def setup_logging(plan: Plan) -> None:
     logging.basicConfig(level=plan.log_level.upper(), stream=sys.stderr,
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # "1 change detected"
     access = logging.getLogger("gkit.access")
     access.setLevel(logging.INFO if plan.access_log else logging.WARNING)
     if plan.access_log:  # a combined-format line has its own timestamp: print it bare
@@ -324,12 +345,17 @@ def setup_logging(plan: Plan) -> None:
         access.propagate = False
 
 
+def announce(listeners: List[Listener], secure: bool) -> None:
+    for lst in listeners:
+        log.info("Listening at: %s (%d)", lst.url("https" if secure else "http"), os.getpid())
+
+
 def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
-          ready: Optional[Callable[[], None]] = None, ssl_context: Any = None,
-          multiprocess: bool = False) -> int:
+          ready: Optional[Callable[[], None]] = None, multiprocess: bool = False) -> int:
     """Monkey-patch, import the app, serve on ``listeners`` until TERM/INT.
 
-    ``supervised``: a worker or a --reload child; it stops when its parent dies.
+    ``supervised``: a worker or a --reload child: its parent announced the
+    listeners, and it stops when its parent dies.
     """
     from gevent import monkey
     monkey.patch_all()
@@ -340,19 +366,26 @@ def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
     except AppLoadError as exc:
         print(f"gkit: error: {exc}", file=sys.stderr)
         return APP_LOAD_ERROR
-    if ssl_context is None and plan.certfile:
+    # Made here, after patching: Config accepts only the patched ssl.SSLContext
+    # (FIXME(core), see /tmp/gkit-bugs-cli.md); the parent checked the files.
+    try:
         ssl_context = ssl_context_from(plan.certfile, plan.keyfile)
+    except UsageError as exc:
+        print(f"gkit: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
     from .server import Server
 
     config = plan.config
     if ssl_context is not None:
         import dataclasses
         config = dataclasses.replace(config, ssl_context=ssl_context)
-    server = Server(app, config, listeners=[cooperative(lst.sock) for lst in listeners])
+    server = Server(app, config, listeners=[cooperative(lst) for lst in listeners])
     if multiprocess:  # FIXME(core): Server should take this (see /tmp/gkit-bugs-cli.md)
         for base in getattr(server, "_base", {}).values():
             base["wsgi.multiprocess"] = True
     server.start()
+    if not supervised:
+        announce(listeners, ssl_context is not None)
     stops = []
 
     def on_signal(timeout: float) -> None:
@@ -360,15 +393,17 @@ def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
         if len(stops) == 1:
             log.info("stopping (waiting up to %ss for in-flight requests)", timeout)
             server.stop(timeout)
-        else:
-            log.warning("second signal: closing every connection now")
+        elif not supervised:  # Ctrl-C twice; a worker's master KILLs it when it is time
+            log.warning("second signal: exiting now")
+            for lst in listeners:
+                lst.close()
             os._exit(1)
 
     gevent.signal_handler(signal.SIGTERM, on_signal, plan.graceful_timeout)
     gevent.signal_handler(signal.SIGINT, on_signal, min(1.0, plan.graceful_timeout))
     if supervised:
         gevent.spawn(_stop_when_orphaned, server, os.getppid(), plan.graceful_timeout)
-    log.info("%s %s (http=%s)", "worker serving" if supervised else "serving", plan.app,
+    log.info("%s %s (http=%s)", "worker serving" if multiprocess else "serving", plan.app,
              server.engine)
     if ready is not None:
         ready()
@@ -395,9 +430,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             setup_logging(plan)
             return serve(plan, adopt(inherited), supervised=True)
         if plan.reload:
-            from .reload import check_available
-            check_available()
-        context = ssl_context_from(plan.certfile, plan.keyfile)
+            try:
+                import watchfiles  # noqa: F401
+            except ImportError:
+                raise UsageError("--reload needs the watchfiles package: "
+                                 "pip install 'gkit[reload]'") from None
+        secure = ssl_context_from(plan.certfile, plan.keyfile) is not None  # checks the files
         setup_logging(plan)
         listeners = bind_all(plan.binds, plan.config)
     except UsageError as exc:
@@ -407,20 +445,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"gkit: error: {exc.strerror or exc}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        scheme = "https" if context is not None else "http"
-        for lst in listeners:
-            log.info("Listening at: %s (%d)", lst.url(scheme), os.getpid())
         if plan.reload:
             from .reload import Reloader
+            announce(listeners, secure)
             return Reloader(argv, listeners, plan.reload_dirs, plan.graceful_timeout).run()
         if plan.workers > 1:
             from .supervisor import Supervisor
 
             def worker(ready: Callable[[], None]) -> int:
-                return serve(plan, listeners, supervised=True, ready=ready,
-                             ssl_context=context, multiprocess=True)
-            return Supervisor(worker, plan.workers, graceful_timeout=plan.graceful_timeout).run()
-        return serve(plan, listeners, ssl_context=context)
+                return serve(plan, listeners, supervised=True, ready=ready, multiprocess=True)
+            return Supervisor(worker, plan.workers, graceful_timeout=plan.graceful_timeout,
+                              on_boot=lambda: announce(listeners, secure)).run()
+        return serve(plan, listeners)
     finally:
         for lst in listeners:
             lst.close()
