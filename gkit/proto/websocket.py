@@ -38,6 +38,14 @@ close frame in ``data_to_send()``, never in an exception: 1002 for protocol
 errors, 1007 for invalid UTF-8 or deflate data, 1009 for a message over
 ``max_message`` bytes (checked from frame headers, fragments summed, and on
 inflated bytes, so nothing past the limit is ever held).
+
+Who does what: wsproto's ``PerMessageDeflate`` formats the permessage-deflate
+answer; the frames are parsed and built in ``ws_session`` (see its docstring
+for why), which keeps every check wsproto makes and adds what it leaves to its
+caller: reassembly, the size limit, fail-fast UTF-8, bounded inflation, pongs,
+close replies and close frames on failure. Module map: ``websocket`` (this
+handshake, the public names), ``ws_session`` (frames), ``ws_events`` (events,
+close codes).
 """
 from __future__ import annotations
 
@@ -51,7 +59,7 @@ from wsproto.extensions import PerMessageDeflate
 
 from ..errors import HandshakeError
 from .ws_events import Closed, Event, Message, Ping, Pong, close_status, valid_close_code
-from .ws_session import DeflateParams, WsSession
+from .ws_session import WINDOW_BITS, DeflateParams, WsSession
 
 __all__ = [
     "Closed",
@@ -73,8 +81,8 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls except TAB: CR 
 # Written by the handshake itself; an app sets them through the arguments, not extra_headers.
 _OWN_HEADERS = frozenset(("upgrade", "connection", "sec-websocket-accept",
                           "sec-websocket-protocol", "sec-websocket-extensions"))
-_HTTP_VERSION = re.compile(r"(?:HTTP/)?(\d+)(?:\.(\d+))?\Z", re.IGNORECASE)
-_WINDOW_BITS = re.compile(r"(?:8|9|1[0-5])\Z")  # RFC 7692 §7.1.2: 8-15, no leading zeros
+_HTTP_VERSION = re.compile(r"(?:HTTP/)?([0-9]+)(?:\.([0-9]+))?\Z", re.IGNORECASE)
+_BITS_VALUE = re.compile(r"(?:8|9|1[0-5])\Z")  # RFC 7692 §7.1.2: 8-15, no leading zeros
 _DEFLATE_PARAMS = frozenset(("server_no_context_takeover", "client_no_context_takeover",
                              "server_max_window_bits", "client_max_window_bits"))
 
@@ -190,7 +198,12 @@ def _check_extra_headers(extra_headers: Iterable[tuple[str, str]]) -> list[tuple
 
 
 def _negotiate_deflate(values: list[str]) -> tuple[str, DeflateParams] | None:
-    """Accept the first permessage-deflate offer with valid parameters (RFC 7692 §7.1)."""
+    """Accept the first permessage-deflate offer with valid parameters (RFC 7692 §7.1).
+
+    Window sizes offered above ``WINDOW_BITS`` are answered with ``WINDOW_BITS``
+    (§7.1.2: the server may answer with a smaller value), which keeps the client's
+    window, and so our inflate buffer, small too.
+    """
     for offer in (item for value in values for item in value.split(",")):
         name, *raw_params = (part.strip() for part in offer.split(";"))
         if name.lower() != "permessage-deflate":
@@ -198,21 +211,28 @@ def _negotiate_deflate(values: list[str]) -> tuple[str, DeflateParams] | None:
         params = _deflate_params(raw_params)
         if params is None:
             continue  # §5: decline an offer with unknown, repeated or bad parameters
+        # wsproto parses loosely (no quotes, no checks), so it gets the offer in canonical
+        # form, with the window sizes we want it to answer.
+        canonical = ["permessage-deflate"]
+        for key, value in params:
+            if key.endswith("window_bits"):
+                value = str(min(int(value or 15), WINDOW_BITS))
+            canonical.append(key if value is None else f"{key}={value}")
         extension = PerMessageDeflate()
-        # wsproto parses loosely (no quotes, no checks), so it gets the offer in canonical form.
-        canonical = "; ".join(["permessage-deflate"]
-                              + [k if v is None else f"{k}={v}" for k, v in params])
         try:
-            answer = extension.accept(canonical)
+            answer = extension.accept("; ".join(canonical))
         except ValueError:
             answer = None
         if answer is None:
-            continue
+            continue  # wsproto refuses a window of 8 bits, which zlib cannot compress with
+        offered = {key for key, _ in params}
         header = f"permessage-deflate; {answer}" if answer else "permessage-deflate"
         return header, DeflateParams(
             server_no_context_takeover=extension.server_no_context_takeover,
             client_no_context_takeover=extension.client_no_context_takeover,
             server_max_window_bits=extension.server_max_window_bits,
+            client_max_window_bits=(extension.client_max_window_bits
+                                    if "client_max_window_bits" in offered else 15),
         )
     return None
 
@@ -232,7 +252,7 @@ def _deflate_params(raw_params: list[str]) -> list[tuple[str, str | None]] | Non
         elif value is None:
             if name == "server_max_window_bits":  # a value is required; optional for the client's
                 return None
-        elif not _WINDOW_BITS.match(value):
+        elif not _BITS_VALUE.match(value):
             return None
         params.append((name, value))
     return params
