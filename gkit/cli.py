@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import ipaddress
 import logging
 import os
 import signal
@@ -210,13 +209,6 @@ def make_plan(argv: Sequence[str]) -> Plan:
     _env_default(parser, args, "forwarded_allow_ips")
     options = {f.name: getattr(args, f.name) for f in OPTIONS
                if f.metadata.get("cli", True) and getattr(args, f.name) is not None}
-    for item in options.get("forwarded_allow_ips", ()):
-        # FIXME(core): Config should check these (see /tmp/gkit-bugs-cli.md).
-        try:
-            item == "*" or ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise UsageError(f"--forwarded-allow-ips: {item!r} is not an IP address or "
-                             f"network (give e.g. 127.0.0.1,10.0.0.0/8 or '*')") from None
     try:
         config = make_config(**options)
     except ConfigError as exc:
@@ -366,8 +358,8 @@ def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
     except AppLoadError as exc:
         print(f"gkit: error: {exc}", file=sys.stderr)
         return APP_LOAD_ERROR
-    # Made here, after patching: Config accepts only the patched ssl.SSLContext
-    # (FIXME(core), see /tmp/gkit-bugs-cli.md); the parent checked the files.
+    # Each serving process loads the files itself, after patching; the parent
+    # only checked them, so that bad files are reported before anything starts.
     try:
         ssl_context = ssl_context_from(plan.certfile, plan.keyfile)
     except UsageError as exc:
@@ -379,10 +371,8 @@ def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
     if ssl_context is not None:
         import dataclasses
         config = dataclasses.replace(config, ssl_context=ssl_context)
-    server = Server(app, config, listeners=[cooperative(lst) for lst in listeners])
-    if multiprocess:  # FIXME(core): Server should take this (see /tmp/gkit-bugs-cli.md)
-        for base in getattr(server, "_base", {}).values():
-            base["wsgi.multiprocess"] = True
+    server = Server(app, config, listeners=[cooperative(lst) for lst in listeners],
+                    multiprocess=multiprocess)
     server.start()
     if not supervised:
         announce(listeners, ssl_context is not None)

@@ -177,8 +177,10 @@ def test_x_forwarded_for_becomes_remote_addr(stack: Stack) -> None:
     # A client's own X-Forwarded-For is passed on by nginx, but gkit takes the
     # address nginx appended; X-Forwarded-Proto is replaced by nginx.
     spoofed = json.loads(raw_get(("127.0.0.1", stack.nginx.port), headers=spoof,
-                                 source="127.0.0.2").body)
+                                 source="127.0.0.2", target="/spoofed").body)
     assert (spoofed["remote_addr"], spoofed["scheme"]) == ("127.0.0.2", "http")
+    # The access log names the client too, not nginx.
+    stack.gkit.wait_line(r'^127\.0\.0\.2 - - \[.+\] "GET /spoofed HTTP/1\.1" 200 ')
     if stack.kind == "tcp":  # the same headers sent to gkit directly are ignored
         direct = json.loads(raw_get(("127.0.0.1", stack.gkit.port), headers=spoof,
                                     source="127.0.0.2").body)
