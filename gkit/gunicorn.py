@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional
@@ -98,6 +99,9 @@ if TYPE_CHECKING:  # imported at run time only after monkey-patching
 
 # gunicorn's largest request line and header field (its MAX_REQUEST_LINE).
 GUNICORN_MAX_LINE = 8190
+# Seconds a stopping worker keeps serving requests that reach connections it
+# already accepted (see Worker._drain).
+DRAIN_GRACE = 0.1
 
 
 def gkit_options(cfg: Any) -> Dict[str, Any]:
@@ -143,12 +147,17 @@ def tls_context(cfg: Any) -> Any:
 class Worker(base.Worker):
     """A gunicorn worker process serving with gkit; see the module docstring."""
 
+    # Set by gunicorn's Worker.__init__ (untyped there).
+    sockets: List[Any]
+    alive: bool
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # pre-fork: change nothing process-wide here
         self.server: Optional["Server"] = None
         self.nr = 0            # app calls counted for max_requests
         self._wake: Any = None  # a gevent Event, made after patching
         self._graceful = True
+        self._cap: Any = None
 
     # -- configuration -----------------------------------------------------------
     @classmethod
@@ -178,6 +187,12 @@ class Worker(base.Worker):
     def init_process(self) -> None:
         """After the fork: patch, make gunicorn's sockets cooperative, then let
         gunicorn load the app and call :meth:`run`."""
+        # gunicorn sets the worker's signal handlers only in its init_process,
+        # after our patching: take TERM/QUIT/INT now, or one sent while the
+        # worker boots goes to the handler inherited from the master and is lost.
+        for sig, handler in ((signal.SIGTERM, self.handle_exit), (signal.SIGQUIT, self.handle_quit),
+                             (signal.SIGINT, self.handle_quit)):
+            signal.signal(sig, handler)
         from gevent import hub, monkey
 
         monkey.patch_all()
@@ -197,11 +212,9 @@ class Worker(base.Worker):
         app: Callable[..., Any] = self.wsgi
         if self.max_requests < sys.maxsize:
             app = self._count_requests(app)
-        server = Server(app, make_config(**self.gkit_options()), listeners=self.sockets)
-        if self.cfg.workers > 1:
-            for secure in (False, True):
-                server.base_environ(secure)["wsgi.multiprocess"] = True
-        _ConnectionCap(server, self.cfg.worker_connections)
+        server = Server(app, make_config(**self.gkit_options()), listeners=self.sockets,
+                        multiprocess=self.cfg.workers > 1)
+        self._cap = _ConnectionCap(server, self.cfg.worker_connections)
         _route_logs(self.log)
         return server
 
@@ -234,7 +247,11 @@ class Worker(base.Worker):
             self._wake.clear()
         self.alive = False
         graceful = self._graceful
-        stopper = gevent.spawn(server.stop, self.cfg.graceful_timeout if graceful else None)
+        timeout = float(self.cfg.graceful_timeout)
+        if graceful and timeout > 0:
+            self._drain(server)
+            timeout = max(timeout - DRAIN_GRACE, 0.001)
+        stopper = gevent.spawn(server.stop, timeout if graceful else None)
         while not stopper.ready():  # keep beating, or the arbiter kills us mid-stop
             self.notify()
             stopper.join(beat)
@@ -243,11 +260,26 @@ class Worker(base.Worker):
         if not graceful:
             self.cfg.worker_int(self)
 
+    def _drain(self, server: "Server") -> None:
+        """Before a graceful stop: stop accepting (the backlog is left to the
+        other workers), then serve for DRAIN_GRACE seconds the requests that
+        already reached connections this worker accepted.
+
+        ``Server.stop`` alone would close those connections as idle and lose
+        their requests (every HUP and max_requests recycle would drop a few);
+        until gkit's stop serves requests already in the socket, this does.
+        """
+        import gevent
+
+        self._cap.stop_accepting()
+        gevent.sleep(DRAIN_GRACE)
+
     # -- signals (run in whichever greenlet the signal interrupts: only flag and wake) --
     def handle_exit(self, sig: int, frame: Any) -> None:
         """TERM: stop gracefully, giving in-flight requests graceful_timeout."""
         self.alive = False
-        self._wake.set()
+        if self._wake is not None:  # else run() has not started: it sees alive
+            self._wake.set()
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         """QUIT/INT: stop at once; during a graceful stop, exit now."""
@@ -256,7 +288,8 @@ class Worker(base.Worker):
         if self.alive:
             self._graceful = False
             self.alive = False
-            self._wake.set()
+            if self._wake is not None:
+                self._wake.set()
         else:
             gevent.spawn(super().handle_quit, sig, frame)  # it sleeps and exits
 
@@ -289,6 +322,7 @@ class _ConnectionCap:
         self.limit = limit
         self.pending = 0
         self.paused = False
+        self.stopped = False
         self.acceptors: List[Any] = list(server._acceptors)
         for acc in self.acceptors:
             acc.full = self.full
@@ -311,8 +345,15 @@ class _ConnectionCap:
             return True
         return False
 
+    def stop_accepting(self) -> None:
+        """For good: the worker is stopping."""
+        self.stopped = True
+        for acc in self.acceptors:
+            acc.stop_accepting()
+
     def resume(self) -> None:
-        if self.paused and self.open() < self.limit and self.server.status == "running":
+        if (self.paused and not self.stopped and self.open() < self.limit
+                and self.server.status == "running"):
             self.paused = False
             for acc in self.acceptors:
                 acc.start_accepting()
