@@ -27,16 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, NoReturn, Optional
 
-from .supervisor import (
-    APP_LOAD_ERROR,
-    Bind,
-    BindError,
-    Listener,
-    adopt,
-    bind_all,
-    cooperative,
-    parse_bind,
-)
+from .listen import Bind, BindError, Listener, adopt, bind_all, cooperative, parse_bind
+from .supervisor import APP_LOAD_ERROR
+from .tls import CertificateError, ssl_context_from
 
 log = logging.getLogger("gkit")
 
@@ -287,42 +280,6 @@ def load_app(spec: str) -> Any:
     return app
 
 
-def ssl_context_from(certfile: Optional[str], keyfile: Optional[str]) -> Any:
-    """An ``ssl.SSLContext`` for --certfile/--keyfile; :class:`UsageError` when they are bad."""
-    if not certfile:
-        return None
-    import ssl
-
-    for flag, path, marker in (("--certfile", certfile, "CERTIFICATE-----"),
-                               ("--keyfile", keyfile or certfile, "PRIVATE KEY-----")):
-        try:
-            with open(path, "rb") as f:
-                text = f.read()
-        except OSError as exc:
-            raise UsageError(f"{flag} {path!r}: {(exc.strerror or str(exc)).lower()}") from None
-        if marker.encode() not in text:
-            what = "certificate" if flag == "--certfile" else "private key"
-            raise UsageError(f"{flag} {path!r}: no PEM {what} in it (want a '-----BEGIN "
-                             f"...{marker}' block)")
-
-    def no_password() -> bytes:
-        raise UsageError(f"--keyfile {keyfile or certfile!r}: the private key is encrypted; "
-                         f"give an unencrypted key (openssl pkey -in KEY -out KEY.plain)")
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(certfile, keyfile, password=no_password)
-    except ssl.SSLError as exc:
-        reason = exc.reason or str(exc)
-        if reason == "KEY_VALUES_MISMATCH":
-            raise UsageError(f"--keyfile {keyfile or certfile!r} does not match the certificate "
-                             f"in --certfile {certfile!r}") from None
-        raise UsageError(f"cannot load --certfile {certfile!r} / --keyfile "
-                         f"{keyfile or certfile!r}: bad PEM ({reason})") from None
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 # -- serving in this process --------------------------------------------------------------
 def setup_logging(plan: Plan) -> None:
     logging.basicConfig(level=plan.log_level.upper(), stream=sys.stderr,
@@ -362,7 +319,7 @@ def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
     # only checked them, so that bad files are reported before anything starts.
     try:
         ssl_context = ssl_context_from(plan.certfile, plan.keyfile)
-    except UsageError as exc:
+    except (UsageError, CertificateError) as exc:
         print(f"gkit: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     from .server import Server
@@ -428,7 +385,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         secure = ssl_context_from(plan.certfile, plan.keyfile) is not None  # checks the files
         setup_logging(plan)
         listeners = bind_all(plan.binds, plan.config)
-    except UsageError as exc:
+    except (UsageError, CertificateError) as exc:
         print(f"gkit: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except OSError as exc:

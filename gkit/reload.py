@@ -23,7 +23,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, List, Optional
 
-from .supervisor import APP_LOAD_ERROR, Listener
+from .listen import Listener
+from .supervisor import APP_LOAD_ERROR
 
 log = logging.getLogger("gkit")
 
