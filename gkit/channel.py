@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Iterator, List, Optional
 from gevent.event import Event
 
 from .errors import ChannelClosed
-from .proto.response import CHUNKED, NO_BODY, UNTIL_CLOSE, BadResponse, build_head
+from .proto.response import CHUNKED, NO_BODY, UNTIL_CLOSE, BadResponse
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -345,11 +345,10 @@ class HttpChannel(Channel):
         req = conn.request
         assert req is not None
         server = conn.server
-        head = build_head(status, headers, method=req.method, version=req.version,
-                          keep_alive=(req.keep_alive and not conn.closing and not req.upgrade
-                                      and not self._discard),
-                          length=len(body) if close else None, date=server.date(),
-                          server=server.config.server_header)
+        head = server.response_head(
+            status, headers, req.method, req.version,
+            req.keep_alive and not conn.closing and not req.upgrade and not self._discard,
+            len(body) if close else None)
         self._mode = head.mode
         self._keep_alive = head.keep_alive
         self._status_code = head.status_code

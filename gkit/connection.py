@@ -90,18 +90,12 @@ class Connection:
             self.park(PARK_IDLE, self._run)
 
     def spawn(self, run: Any) -> None:
-        """Run ``run`` in a new greenlet of this connection: now when called in
-        the hub, else from the hub's next loop turn (a greenlet switched to
-        from another one would never switch back to it)."""
-        hub = self.server.hub
-        g = greenlet(self._guard, parent=hub)
-        if getcurrent() is hub:
-            g.switch(run)
-        else:
-            hub.loop.run_callback(g.switch, run)
+        """Run ``run`` in a greenlet of this connection (a reused runner)."""
+        self.server.runners.spawn(self._guard, run)
 
     def _guard(self, run: Any) -> None:
         self.greenlet = getcurrent()
+        self.greenlet.name = "gkit-connection"  # type: ignore[attr-defined]
         try:
             run()
         except (OSError, ClientGone):
@@ -241,6 +235,11 @@ class Connection:
         parser = self.parser
         raw = self.raw
         server = self.server
+        # Whether the socket may hold unread bytes. Woken by the watcher: yes.
+        # After a read shorter than the buffer, or after answering a request,
+        # it almost never does, and parking at once saves a recv() that would
+        # only say EAGAIN (epoll reports the next bytes anyway).
+        readable = True
         while True:
             ev = parser.next_event()
             if ev is NEED_DATA:
@@ -248,16 +247,17 @@ class Connection:
                     self.close()
                     return
                 if raw is not None:
-                    try:
-                        data = raw.recv(BUF)
-                    except BlockingIOError:
-                        if parser.in_head:
-                            if not self.head_since:
-                                self.head_since = time.monotonic()
-                            self.park(PARK_HEAD, self._run)
-                        else:
-                            self.park(PARK_IDLE, self._run)
+                    if readable:
+                        try:
+                            data = raw.recv(BUF)
+                        except BlockingIOError:
+                            data = None
+                    else:
+                        data = None
+                    if data is None:
+                        self._park_between(parser)
                         return
+                    readable = len(data) == BUF
                 else:
                     data = self._recv_tls()
                 parser.feed(data)
@@ -269,6 +269,17 @@ class Connection:
                 raise ProtocolError("request body without a request")
             if not self._dispatch(ev, server):
                 return
+            readable = False
+
+    def _park_between(self, parser: Any) -> None:
+        """Nothing to read now: park, with the deadline of an idle connection
+        or, in the middle of a request head, of the head (slowloris)."""
+        if parser.in_head:
+            if not self.head_since:
+                self.head_since = time.monotonic()
+            self.park(PARK_HEAD, self._run)
+        else:
+            self.park(PARK_IDLE, self._run)
 
     def _run_tls(self) -> None:
         from .tls import handshake
@@ -309,13 +320,16 @@ class Connection:
         self.request = req
         self.body_done = False
         self.busy = True
-        server.busy_started()
+        server.requests += 1
+        server.busy += 1
         try:
             keep = run_app(self, req, req.keep_alive and not self.closing and not req.upgrade)
         finally:
             pool.release(worker)
             self.busy = False
-            server.busy_ended()
+            server.busy -= 1
+            if server.status == "stopping":
+                server.busy_ended()  # stop() may be waiting for the last app call
         if keep is HANDED_OVER:
             channel = self.channel
             if channel is not None and not channel.is_websocket and channel.is_open:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from gevent.lock import Semaphore
+from gevent.queue import Queue
 
 from .errors import GkitError
 
@@ -21,6 +21,10 @@ class PoolFull(GkitError):
 
 class WorkerPool:
     """Slots numbered from 1; ``size=None`` means no limit.
+
+    Taking a free slot is a list pop (the hot path); only when every slot is
+    taken does a request wait, on a queue through which released slots are
+    handed to waiters first, in order.
 
     >>> pool = WorkerPool(2, queue_size=0, prefix="worker-")
     >>> pool.acquire(), pool.acquire()
@@ -34,35 +38,37 @@ class WorkerPool:
         self.waiting = 0
         self.running = 0
         self._counter = 0
-        if size is None:
-            self._sem: Optional[Semaphore] = None
-            self._free: List[str] = []
-        else:
-            self._sem = Semaphore(size)
-            self._free = [prefix + str(n) for n in range(size, 0, -1)]
+        self._free: List[str] = ([prefix + str(n) for n in range(size, 0, -1)]
+                                 if size is not None else [])
+        self._handoff: Queue = Queue()
 
     def acquire(self) -> str:
         """Take a slot and return its worker name; may wait; raises PoolFull."""
-        sem = self._sem
-        if sem is None:
-            self._counter += 1
-            self.running += 1
-            return self.prefix + str(self._counter)
-        if sem.locked():
-            if self.waiting >= self.queue_size:
-                raise PoolFull(f"all {self.size} workers busy and {self.waiting} requests queued")
-            self.waiting += 1
-            try:
-                sem.acquire()
-            finally:
-                self.waiting -= 1
-        else:
-            sem.acquire()
         self.running += 1
-        return self._free.pop()
+        if self.size is None:
+            self._counter += 1
+            return self.prefix + str(self._counter)
+        if self._free:
+            return self._free.pop()
+        if self.waiting >= self.queue_size:
+            self.running -= 1
+            raise PoolFull(f"all {self.size} workers busy and {self.waiting} requests queued")
+        self.waiting += 1
+        try:
+            return self._handoff.get()
+        except BaseException:
+            self.running -= 1
+            raise
+        finally:
+            self.waiting -= 1
 
     def release(self, name: str) -> None:
         self.running -= 1
-        if self._sem is not None:
+        if self.size is None:
+            return
+        # A slot released while someone waits goes to the waiters; one that a
+        # waiter gave up on stays in the queue for the next one to wait.
+        if self.waiting > self._handoff.qsize():
+            self._handoff.put(name)
+        else:
             self._free.append(name)
-            self._sem.release()

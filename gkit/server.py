@@ -13,15 +13,19 @@ import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 
+from . import accesslog
 from .config import Config, make_config
-from .connection import PARK_CHANNEL, PARK_HEAD, PARK_IDLE, Connection
+from .connection import PARK_HEAD, PARK_IDLE, Connection
 from .pool import WorkerPool
+from .runners import Runners
 from .proto.h1 import resolve_engine
+from .proto.response import ResponseHead, build_head
 from .wsgi import FileWrapper
 
 log = logging.getLogger("gkit")
 
 WSGIApp = Callable[..., Iterable[bytes]]
+HEAD_MEMO = 512  # response heads memoized per second
 
 
 class _Acceptor(StreamServer):
@@ -46,6 +50,7 @@ class Server:
         self.config = config
         self.engine = resolve_engine(config.http)
         self.hub = gevent.get_hub()
+        self.runners = Runners(self.hub)
         self.pool = WorkerPool(config.thread, config.queue_size, config.worker_name_prefix)
         self.status = "stopped"
         self.connections: Set[Connection] = set()
@@ -54,13 +59,15 @@ class Server:
         # first connection not yet due.
         self._idle: Dict[Connection, float] = {}
         self._head: Dict[Connection, float] = {}
-        self._busy = 0
+        self.busy = 0  # app calls in flight
         self.requests = 0  # app calls started: gunicorn's max_requests counts these
         self._quiet = Event()
         self._quiet.set()
         self._stopped = Event()
-        self._date = ""
-        self._date_at = 0
+        self._date = formatdate(time.time(), usegmt=True)
+        self._clock: Any = None
+        self._heads: Dict[Any, ResponseHead] = {}
+        self.log_access = accesslog.enabled()  # checked again every second
         self._trusted = self._trust_list(config.forwarded_allow_ips)
         self._acceptors = [_Acceptor(sock, self._accept) for sock in
                            (listeners if listeners is not None else [self._listen()])]
@@ -125,16 +132,40 @@ class Server:
         period = max(0.05, min(1.0, self.config.idle_timeout / 4, self.config.header_timeout / 4))
         self._sweeper = self.hub.loop.timer(period, period)
         self._sweeper.start(self._sweep)
+        # Fire just after each second starts, so Date is never more than a tick late.
+        self._clock = self.hub.loop.timer(1.0 - time.time() % 1.0 + 0.001, 1.0)
+        self._clock.start(self._tick)
         return self
 
     # -- facts used by connections -------------------------------------------------
     def date(self) -> str:
-        """The Date header value, formatted at most once a second."""
-        now = int(time.time())
-        if now != self._date_at:
-            self._date_at = now
-            self._date = formatdate(now, usegmt=True)
+        """The Date header value, formatted once a second by a timer."""
         return self._date
+
+    def _tick(self) -> None:  # in the hub, every second
+        self._date = formatdate(time.time(), usegmt=True)
+        self._heads.clear()  # they carry the old Date
+        self.log_access = accesslog.enabled()
+
+    def response_head(self, status: str, headers: Any, method: str, version: str,
+                      keep_alive: bool, length: Optional[int]) -> ResponseHead:
+        """``build_head`` memoized for the current second: most responses of
+        an app repeat their status and headers, so their head is built once.
+        Heads are shared: callers must not change them."""
+        try:
+            key: Any = (status, tuple(headers), method == "HEAD", version, keep_alive, length)
+            head = self._heads.get(key)
+        except TypeError:  # unhashable headers (lists): build without the memo
+            key = head = None
+        if head is None:
+            head = build_head(status, headers, method=method, version=version,
+                              keep_alive=keep_alive, length=length, date=self._date,
+                              server=self.config.server_header)
+            if key is not None:
+                if len(self._heads) >= HEAD_MEMO:
+                    self._heads.clear()
+                self._heads[key] = head
+        return head
 
     def base_environ(self, secure: bool) -> Dict[str, Any]:
         return self._base[secure]
@@ -167,14 +198,9 @@ class Server:
         self._idle.pop(conn, None)
         self._head.pop(conn, None)
 
-    def busy_started(self) -> None:
-        self.requests += 1
-        self._busy += 1
-        self._quiet.clear()
-
     def busy_ended(self) -> None:
-        self._busy -= 1
-        if self._busy <= 0:
+        """An app call ended while stopping: wake stop() when it was the last."""
+        if self.busy <= 0:
             self._quiet.set()
 
     def _sweep(self) -> None:  # in the hub, periodically
@@ -209,7 +235,8 @@ class Server:
             conn.closing = True
             if conn in self._idle or conn in self._head:
                 conn.close()
-        if timeout and self._busy:
+        if timeout and self.busy:
+            self._quiet.clear()
             self._quiet.wait(timeout)
         for conn in list(self.connections):
             if conn.channel is not None:
@@ -218,10 +245,11 @@ class Server:
             # Closing the socket wakes a greenlet blocked on it with an error,
             # so every connection greenlet ends by itself.
             conn.close()
-        if self._sweeper is not None:
-            self._sweeper.stop()
-            self._sweeper.close()
-            self._sweeper = None
+        for timer in (self._sweeper, self._clock):
+            if timer is not None:
+                timer.stop()
+                timer.close()
+        self._sweeper = self._clock = None
         self.status = "stopped"
         self._stopped.set()
 

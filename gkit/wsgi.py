@@ -20,7 +20,7 @@ from .channel import Channel
 from .errors import ProtocolError
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
-from .proto.response import CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead, build_head
+from .proto.response import CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -155,27 +155,25 @@ class StartResponse:
 class ResponseWriter:
     """Frames and writes one response; head and first body bytes go in one send."""
 
-    __slots__ = ("conn", "req", "start", "head", "sent", "keep_alive")
+    __slots__ = ("conn", "req", "start", "head", "sent", "keep_alive", "broken")
 
     def __init__(self, conn: "Connection", req: Request, keep_alive: bool) -> None:
         self.conn = conn
         self.req = req
         self.start = StartResponse(self)
-        self.head: Optional[ResponseHead] = None
+        self.head: Optional[ResponseHead] = None  # shared, memoized: never changed
         self.sent = 0
         self.keep_alive = keep_alive
+        self.broken = False  # the body broke its framing: close after it
 
     def begin(self, length: Optional[int]) -> bytes:
         start = self.start
         if start.status is None:
             raise BadResponse("the app returned without calling start_response")
-        server = self.conn.server
         req = self.req
-        self.head = head = build_head(
-            start.status, start.headers, method=req.method, version=req.version,
-            keep_alive=self.keep_alive and not self.conn.closing, length=length,
-            date=server.date(),
-            server=server.config.server_header)
+        self.head = head = self.conn.server.response_head(
+            start.status, start.headers, req.method, req.version,
+            self.keep_alive and not self.conn.closing, length)
         return head.data
 
     def write(self, data: bytes) -> None:
@@ -190,7 +188,7 @@ class ResponseWriter:
                 room = head.length - self.sent  # type: ignore[operator]
                 if len(data) > room:
                     data = data[:room]
-                    head.keep_alive = False  # the app wrote more than it declared
+                    self.broken = True  # the app wrote more than it declared
                 out += data
             elif mode != NO_BODY:
                 out += data
@@ -206,7 +204,7 @@ class ResponseWriter:
         if head.mode == CHUNKED:
             self.conn.send(b"0\r\n\r\n")
         elif head.mode == LENGTH and self.sent != head.length:
-            head.keep_alive = False  # the client cannot find the end: close
+            self.broken = True  # the client cannot find the end: close
 
 
 def _known_length(result: Any) -> Optional[int]:
@@ -227,11 +225,11 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     config = server.config
     if config.proxy_headers and server.trusts(conn.addr[0]):
         apply_proxy_headers(environ, config.forwarded_allow_ips)
+        conn.client = environ["REMOTE_ADDR"]
     environ["gkit.connection"] = conn
-    conn.client = environ["REMOTE_ADDR"]
     writer = ResponseWriter(conn, req, keep_alive)
     result = None
-    logged = accesslog.enabled()
+    logged = server.log_access
     started = time.monotonic() if logged else 0.0
     try:
         result = server.app(environ, writer.start)
@@ -276,7 +274,7 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
         if logged and conn.channel is None:
             accesslog.log_request(conn, req, writer.head.status_code if writer.head else 500,
                                   writer.sent, started)
-    if writer.head is None or not writer.head.keep_alive:
+    if writer.head is None or not writer.head.keep_alive or writer.broken:
         return False
     return conn.drain_body()
 
@@ -309,7 +307,7 @@ def _write_result(conn: "Connection", writer: ResponseWriter, result: Iterable[b
                 # The app's Content-Length disagrees with its body: never send
                 # more than declared, and close when the client cannot find the end.
                 body = body[:framing.length]
-                framing.keep_alive = False
+                writer.broken = True
             writer.sent = len(body)
             conn.send(head + body)
             return

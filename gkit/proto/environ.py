@@ -33,6 +33,8 @@ def split_target(target: bytes) -> Tuple[str, str]:
     >>> split_target(b"/a%20b?x=1")
     ('/a b', 'x=1')
     """
+    if target[:1] == b"/" and b"%" not in target and b"?" not in target and b"#" not in target:
+        return target.decode("latin-1"), ""  # the common case: a plain path
     if target[:1] != b"/":
         if target == b"*":
             return "*", ""
@@ -63,10 +65,13 @@ def build_environ(req: Request, base: Dict[str, Any], remote: Tuple[str, int],
     environ["REMOTE_ADDR"] = remote[0]
     environ["REMOTE_PORT"] = str(remote[1])
     environ["wsgi.input"] = wsgi_input
+    cache = _KEY_CACHE
     for name, value in req.headers:
-        key = _environ_key(name)
+        key = cache.get(name)
         if key is None:
-            continue
+            key = _environ_key(name)
+            if key is None:
+                continue
         text = value.decode("latin-1").strip(" \t")
         if key in environ:
             if key == "HTTP_HOST" or key == "CONTENT_LENGTH":
