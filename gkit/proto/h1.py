@@ -75,6 +75,7 @@ KNOWN_METHODS = frozenset(
     b"PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE "
     b"M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE "
     b"QUERY".split())
+_METHOD_NAMES = {m: m.decode("ascii") for m in KNOWN_METHODS}
 # Control characters allowed nowhere in a head but as line ends (CR LF) and in
 # values (HTAB). llhttp refuses the others itself; the h11 engine checks the
 # raw head for them (check_head_bytes).
@@ -124,25 +125,32 @@ def check_target(method: bytes, target: bytes) -> None:
         raise ProtocolError("bad request target: give an absolute path or an absolute URI")
 
 
+_FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection",
+                      b"expect", b"upgrade"))
+
+
 def check_head(method: bytes, target: bytes, version: str, headers: Headers,
                max_line: int, max_body: int, max_head: int = 65536) -> Request:
     """Apply gkit's rules to a parsed head; return the :class:`Request`.
 
     Both engines call this, so a request refused by one is refused by the other.
+    It runs for every request: the common case (origin-form target, a few
+    headers of which only Host matters) takes the fewest steps.
     """
     size = len(method) + len(target) + 11
     if size > max_line:
         raise ProtocolError("request line too long", 414)
-    if version not in ("1.1", "1.0"):
+    if version != "1.1" and version != "1.0":
         raise ProtocolError(f"unsupported HTTP version {version}")
-    if method not in KNOWN_METHODS:
+    name_str = _METHOD_NAMES.get(method)
+    if name_str is None:
         raise ProtocolError("unknown or malformed method")
     if target[:1] != b"/" or method == b"CONNECT":  # origin-form needs no more checks
         check_target(method, target)
     host = 0
-    lengths: List[bytes] = []
+    lengths: Optional[List[bytes]] = None
     te: Optional[bytes] = None
-    connection: List[bytes] = []
+    connection: Tuple[bytes, ...] = ()
     expect = upgrade = False
     for name, value in headers:
         line = len(name) + len(value) + 4
@@ -150,19 +158,21 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
             raise ProtocolError("header line too long", 414)
         size += line
         n = name.lower()
+        if n not in _FRAMING:
+            continue
         if n == b"host":
             host += 1
-            if _bad_host(value.strip(b" \t")):
+            if value.strip(b" \t").translate(None, _HOST_CHARS):
                 raise ProtocolError("bad Host header")
         elif n == b"content-length":
-            lengths.append(value.strip())
+            lengths = [value.strip()] if lengths is None else lengths + [value.strip()]
         elif n == b"transfer-encoding":
             te = value if te is None else te + b"," + value
         elif n == b"connection":
-            connection.extend(_tokens(value))
+            connection += tuple(_tokens(value))
         elif n == b"expect":
             expect = value.strip().lower() == b"100-continue"
-        elif n == b"upgrade":
+        else:
             upgrade = True
     if size > max_head:
         raise ProtocolError("request header block too large", 431)
@@ -181,9 +191,11 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
         content_length = int(lengths[0])
         if content_length > max_body:
             raise ProtocolError("request body too large", 413)
-    if host > 1 or (host == 0 and version == "1.1"):
+    if host != 1 and (host or version == "1.1"):
         raise ProtocolError("HTTP/1.1 needs exactly one Host header")
-    if version == "1.1":
+    if not connection:
+        keep_alive = version == "1.1"
+    elif version == "1.1":
         keep_alive = b"close" not in connection
     else:
         keep_alive = b"keep-alive" in connection and b"close" not in connection
@@ -192,7 +204,7 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
     upgrade = (upgrade and b"upgrade" in connection) or method == b"CONNECT"
     if upgrade and chunked:
         raise ProtocolError("an upgrade request with a chunked body is not supported")
-    return Request(method.decode("ascii"), target, version, headers, keep_alive,
+    return Request(name_str, target, version, headers, keep_alive,
                    content_length, chunked, expect, upgrade)
 
 

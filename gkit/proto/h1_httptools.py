@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, List, Optional
+from typing import Deque, Optional
 
 import httptools
 
@@ -19,7 +19,7 @@ class HttptoolsParser(H1Parser):
         super().__init__(max_line, max_head, max_body)
         self._parser = httptools.HttpRequestParser(self)
         self._events: Deque[Event] = deque()
-        self._url: List[bytes] = []
+        self._url = b""
         self._headers: Headers = []
         self._body_seen = 0
         self._in_message = False
@@ -32,21 +32,20 @@ class HttptoolsParser(H1Parser):
     # -- llhttp callbacks -------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_message = True
-        self._url = []
-        self._headers = []
+        self._url = b""
         self._body_seen = 0
 
     def on_url(self, url: bytes) -> None:
-        self._url.append(url)
+        self._url += url  # one call but for a URL split across reads
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._head_done()
+        self._head_bytes = self._line_bytes = 0
         p = self._parser
         headers, self._headers = self._headers, []  # trailers never join the head
-        req = check_head(p.get_method(), b"".join(self._url), p.get_http_version(), headers,
+        req = check_head(p.get_method(), self._url, p.get_http_version(), headers,
                          self.max_line, self.max_body, self.max_head)
         self._last_request = req
         self._events.append(req)
