@@ -95,7 +95,6 @@ class Connection:
 
     def _guard(self, run: Any) -> None:
         self.greenlet = getcurrent()
-        self.greenlet.name = "gkit-connection"  # type: ignore[attr-defined]
         try:
             run()
         except (OSError, ClientGone):
@@ -117,13 +116,20 @@ class Connection:
             w = self.watcher = self.server.hub.loop.io(self.fileno, 1)
         self.on_readable = on_readable
         w.start(self._wake)
-        self.server.parked(self, why)
+        server = self.server
+        if why == PARK_IDLE and server.status == "running":
+            server.idle[self] = server.now + server.idle_after
+        else:
+            server.parked(self, why)
 
     def _wake(self) -> None:  # in the hub
         self.watcher.stop()
-        self.server.unparked(self)
+        server = self.server
+        server.idle.pop(self, None)
+        if server.head_parked:
+            server.head_parked.pop(self, None)
         if not self.closed:
-            self.spawn(self.on_readable)
+            server.runners.spawn(self._guard, self.on_readable)
 
     def unpark(self) -> None:
         if self.watcher is not None:

@@ -40,9 +40,10 @@ class Runners:
     def _main(self, fn: Callable[..., Any], args: tuple) -> None:
         idle = self.idle
         switch = self.hub.switch
+        me = getcurrent()
         while True:
             contextvars.Context().run(fn, *args)
             if len(idle) >= self.keep:
                 return
-            idle.append(getcurrent())
+            idle.append(me)
             fn, args = switch()

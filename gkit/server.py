@@ -57,8 +57,12 @@ class Server:
         # Parked connections by deadline kind; dicts keep insertion order, and
         # within one kind the deadline grows with it, so sweeping stops at the
         # first connection not yet due.
-        self._idle: Dict[Connection, float] = {}
-        self._head: Dict[Connection, float] = {}
+        self.idle: Dict[Connection, float] = {}
+        self.head_parked: Dict[Connection, float] = {}
+        # A coarse clock for idle deadlines, set by the sweeper (no clock call
+        # per request); idle_after adds one sweep period so none comes early.
+        self.now = time.monotonic()
+        self.idle_after = config.idle_timeout
         self.busy = 0  # app calls in flight
         self.requests = 0  # app calls started: gunicorn's max_requests counts these
         self._quiet = Event()
@@ -130,6 +134,8 @@ class Server:
             acc.start()
         self.status = "running"
         period = max(0.05, min(1.0, self.config.idle_timeout / 4, self.config.header_timeout / 4))
+        self.idle_after = self.config.idle_timeout + period
+        self.now = time.monotonic()
         self._sweeper = self.hub.loop.timer(period, period)
         self._sweeper.start(self._sweep)
         # Fire just after each second starts, so Date is never more than a tick late.
@@ -188,15 +194,15 @@ class Server:
 
     def parked(self, conn: Connection, why: int) -> None:
         if why == PARK_IDLE:
-            self._idle[conn] = time.monotonic() + self.config.idle_timeout
+            self.idle[conn] = self.now + self.idle_after
             if self.status == "stopping":
                 conn.close()
         elif why == PARK_HEAD:
-            self._head[conn] = conn.head_since + self.config.header_timeout
+            self.head_parked[conn] = conn.head_since + self.config.header_timeout
 
     def unparked(self, conn: Connection) -> None:
-        self._idle.pop(conn, None)
-        self._head.pop(conn, None)
+        self.idle.pop(conn, None)
+        self.head_parked.pop(conn, None)
 
     def busy_ended(self) -> None:
         """An app call ended while stopping: wake stop() when it was the last."""
@@ -204,8 +210,8 @@ class Server:
             self._quiet.set()
 
     def _sweep(self) -> None:  # in the hub, periodically
-        now = time.monotonic()
-        idle = self._idle
+        self.now = now = time.monotonic()
+        idle = self.idle
         while idle:  # deadlines grow with insertion order: stop at the first not due
             conn = next(iter(idle))
             if idle[conn] > now:
@@ -214,9 +220,9 @@ class Server:
             conn.close()
         # A head's deadline runs from its first byte, whenever it parked: scan all
         # (only half-sent heads are here).
-        late = [conn for conn, deadline in self._head.items() if deadline <= now]
+        late = [conn for conn, deadline in self.head_parked.items() if deadline <= now]
         for conn in late:
-            del self._head[conn]
+            del self.head_parked[conn]
             gevent.spawn(conn.fail, 408, "request head not complete in time")
 
     # -- stop --------------------------------------------------------------------
@@ -233,7 +239,7 @@ class Server:
             acc.close()
         for conn in list(self.connections):
             conn.closing = True
-            if conn in self._idle or conn in self._head:
+            if conn in self.idle or conn in self.head_parked:
                 conn.close()
         if timeout and self.busy:
             self._quiet.clear()

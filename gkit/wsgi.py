@@ -98,6 +98,31 @@ class Input:
         return line
 
 
+class _NoBody:
+    """``wsgi.input`` of a request without a body: always at its end; one
+    shared instance, as it holds no state."""
+
+    __slots__ = ()
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        return b""
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
+        return []
+
+    def __iter__(self) -> "_NoBody":
+        return self
+
+    def __next__(self) -> bytes:
+        raise StopIteration
+
+
+NO_BODY_INPUT = _NoBody()
+
+
 class FileWrapper:
     """``wsgi.file_wrapper``: served with ``os.sendfile`` when the socket allows."""
 
@@ -127,21 +152,29 @@ class FileWrapper:
         return fd, offset, max(size - offset, 0)
 
 
-class StartResponse:
-    """The ``start_response`` callable of PEP 3333."""
+class ResponseWriter:
+    """``start_response`` (PEP 3333) and the writer of its response in one
+    object: frames the response, and sends head and first body bytes in one
+    send."""
 
-    __slots__ = ("status", "headers", "writer")
+    __slots__ = ("conn", "req", "status", "headers", "head", "sent", "keep_alive", "broken")
 
-    def __init__(self, writer: "ResponseWriter") -> None:
+    def __init__(self, conn: "Connection", req: Request, keep_alive: bool) -> None:
+        self.conn = conn
+        self.req = req
         self.status: Optional[str] = None
         self.headers: List[Tuple[str, str]] = []
-        self.writer = writer
+        self.head: Optional[ResponseHead] = None  # shared, memoized: never changed
+        self.sent = 0
+        self.keep_alive = keep_alive
+        self.broken = False  # the body broke its framing: close after it
 
     def __call__(self, status: str, headers: List[Tuple[str, str]],
                  exc_info: Any = None) -> Callable[[bytes], None]:
+        """``start_response(status, headers, exc_info=None) -> write``."""
         if exc_info:
             try:
-                if self.writer.head is not None:
+                if self.head is not None:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
@@ -149,30 +182,14 @@ class StartResponse:
             raise AssertionError("start_response called twice without exc_info")
         self.status = status
         self.headers = headers
-        return self.writer.write
-
-
-class ResponseWriter:
-    """Frames and writes one response; head and first body bytes go in one send."""
-
-    __slots__ = ("conn", "req", "start", "head", "sent", "keep_alive", "broken")
-
-    def __init__(self, conn: "Connection", req: Request, keep_alive: bool) -> None:
-        self.conn = conn
-        self.req = req
-        self.start = StartResponse(self)
-        self.head: Optional[ResponseHead] = None  # shared, memoized: never changed
-        self.sent = 0
-        self.keep_alive = keep_alive
-        self.broken = False  # the body broke its framing: close after it
+        return self.write
 
     def begin(self, length: Optional[int]) -> bytes:
-        start = self.start
-        if start.status is None:
+        if self.status is None:
             raise BadResponse("the app returned without calling start_response")
         req = self.req
         self.head = head = self.conn.server.response_head(
-            start.status, start.headers, req.method, req.version,
+            self.status, self.headers, req.method, req.version,
             self.keep_alive and not self.conn.closing, length)
         return head.data
 
@@ -220,7 +237,7 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     """Call the app for ``req``; returns whether the connection stays open,
     or HANDED_OVER when the app opened a channel."""
     server = conn.server
-    inp = Input(conn, req)
+    inp = Input(conn, req) if req.has_body else NO_BODY_INPUT
     environ = build_environ(req, server.base_environ(conn.secure), conn.addr, inp)
     config = server.config
     if config.proxy_headers and server.trusts(conn.addr[0]):
@@ -232,7 +249,7 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     logged = server.log_access
     started = time.monotonic() if logged else 0.0
     try:
-        result = server.app(environ, writer.start)
+        result = server.app(environ, writer)
         # Once a channel was opened the channel alone answers, even if it
         # already has and the connection moved on (conn.channel is None then).
         if conn.handed_over:
@@ -294,7 +311,7 @@ def _write_result(conn: "Connection", writer: ResponseWriter, result: Iterable[b
     if length is not None:
         if writer.head is None:
             # The whole response in one send: head and body together.
-            if not writer.start.status:
+            if not writer.status:
                 raise BadResponse("the app returned without calling start_response")
             body = b"".join(result)
             head = writer.begin(length)

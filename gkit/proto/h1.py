@@ -43,7 +43,7 @@ class Request:
     """A parsed, checked request head."""
 
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "content_length",
-                 "chunked", "expect_continue", "upgrade")
+                 "chunked", "expect_continue", "upgrade", "has_body")
 
     def __init__(self, method: str, target: bytes, version: str, headers: Headers,
                  keep_alive: bool, content_length: Optional[int], chunked: bool,
@@ -57,10 +57,7 @@ class Request:
         self.chunked = chunked
         self.expect_continue = expect_continue
         self.upgrade = upgrade
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
+        self.has_body = chunked or bool(content_length)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r} HTTP/{self.version}>"
