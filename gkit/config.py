@@ -56,6 +56,9 @@ class Config:
         False, "take REMOTE_ADDR and wsgi.url_scheme from X-Forwarded-For/-Proto of trusted proxies")
     forwarded_allow_ips: Tuple[str, ...] = _opt(
         ("127.0.0.1", "::1"), "proxies trusted for proxy_headers ('*' trusts every peer)")
+    max_connections: Optional[int] = _opt(
+        None, "open connections allowed; at the limit the server stops accepting until one "
+              "closes (gunicorn's worker_connections); 'none' = no limit")
     backlog: int = _opt(1024, "listen backlog")
     reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
     ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
@@ -65,8 +68,10 @@ class Config:
             raise ConfigError(f"http={self.http!r}: choose one of {', '.join(HTTP_ENGINES)}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port={self.port!r}: give an integer from 0 to 65535")
-        if self.thread is not None and (not isinstance(self.thread, int) or self.thread < 1):
-            raise ConfigError(f"thread={self.thread!r}: give a positive integer, or None for no limit")
+        for name in ("thread", "max_connections"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}={value!r}: give a positive integer, or None for no limit")
         for name in ("queue_size", "max_body", "max_line", "max_ws", "max_buffered", "backlog"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:

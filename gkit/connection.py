@@ -131,6 +131,15 @@ class Connection:
         if not self.closed:
             server.runners.spawn(self._guard, self.on_readable)
 
+    def has_unread_bytes(self) -> bool:
+        """Are bytes waiting in the socket (a parked connection's next request)?"""
+        if self.raw is None:
+            return False
+        try:
+            return bool(self.raw.recv(1, socket.MSG_PEEK))
+        except OSError:
+            return False
+
     def unpark(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
@@ -249,9 +258,6 @@ class Connection:
         while True:
             ev = parser.next_event()
             if ev is NEED_DATA:
-                if self.closing and not parser.in_head:
-                    self.close()
-                    return
                 if raw is not None:
                     if readable:
                         try:
@@ -261,10 +267,16 @@ class Connection:
                     else:
                         data = None
                     if data is None:
+                        if self.closing and not parser.in_head:
+                            self.close()  # stopping: nothing more came, done
+                            return
                         self._park_between(parser)
                         return
                     readable = len(data) == BUF
                 else:
+                    if self.closing and not parser.in_head:
+                        self.close()
+                        return
                     data = self._recv_tls()
                 parser.feed(data)
                 continue
@@ -321,6 +333,8 @@ class Connection:
             return False
         g = getcurrent()
         g.name = worker  # type: ignore[attr-defined]
+        if server.draining:
+            server.draining.discard(self)  # now counted as busy instead
         self.head_since = 0.0
         self.handed_over = False
         self.request = req

@@ -99,9 +99,6 @@ if TYPE_CHECKING:  # imported at run time only after monkey-patching
 
 # gunicorn's largest request line and header field (its MAX_REQUEST_LINE).
 GUNICORN_MAX_LINE = 8190
-# Seconds a stopping worker keeps serving requests that reach connections it
-# already accepted (see Worker._drain).
-DRAIN_GRACE = 0.1
 
 
 def gkit_options(cfg: Any) -> Dict[str, Any]:
@@ -122,6 +119,7 @@ def gkit_options(cfg: Any) -> Dict[str, Any]:
                         cfg.limit_request_field_size or GUNICORN_MAX_LINE),
         "proxy_headers": bool(cfg.secure_scheme_headers),
         "forwarded_allow_ips": tuple(cfg.forwarded_allow_ips),
+        "max_connections": cfg.worker_connections,
     }
     max_ws = getattr(cfg, "websocket_max_message_size", None)  # gunicorn >= 26.3
     if max_ws is not None:
@@ -157,7 +155,6 @@ class Worker(base.Worker):
         self.nr = 0            # app calls counted for max_requests
         self._wake: Any = None  # a gevent Event, made after patching
         self._graceful = True
-        self._cap: Any = None
 
     # -- configuration -----------------------------------------------------------
     @classmethod
@@ -214,7 +211,6 @@ class Worker(base.Worker):
             app = self._count_requests(app)
         server = Server(app, make_config(**self.gkit_options()), listeners=self.sockets,
                         multiprocess=self.cfg.workers > 1)
-        self._cap = _ConnectionCap(server, self.cfg.worker_connections)
         _route_logs(self.log)
         return server
 
@@ -248,9 +244,6 @@ class Worker(base.Worker):
         self.alive = False
         graceful = self._graceful
         timeout = float(self.cfg.graceful_timeout)
-        if graceful and timeout > 0:
-            self._drain(server)
-            timeout = max(timeout - DRAIN_GRACE, 0.001)
         stopper = gevent.spawn(server.stop, timeout if graceful else None)
         while not stopper.ready():  # keep beating, or the arbiter kills us mid-stop
             self.notify()
@@ -259,20 +252,6 @@ class Worker(base.Worker):
             self.log.error("gkit server stop failed: %r", stopper.exception)
         if not graceful:
             self.cfg.worker_int(self)
-
-    def _drain(self, server: "Server") -> None:
-        """Before a graceful stop: stop accepting (the backlog is left to the
-        other workers), then serve for DRAIN_GRACE seconds the requests that
-        already reached connections this worker accepted.
-
-        ``Server.stop`` alone would close those connections as idle and lose
-        their requests (every HUP and max_requests recycle would drop a few);
-        until gkit's stop serves requests already in the socket, this does.
-        """
-        import gevent
-
-        self._cap.stop_accepting()
-        gevent.sleep(DRAIN_GRACE)
 
     # -- signals (run in whichever greenlet the signal interrupts: only flag and wake) --
     def handle_exit(self, sig: int, frame: Any) -> None:
@@ -305,73 +284,6 @@ def _cooperative(listener: Any, gsocket: Any) -> Any:
     sock = gsocket(listener.FAMILY, socket.SOCK_STREAM, fileno=listener.sock.detach())
     sock.setblocking(False)
     return sock
-
-
-class _ConnectionCap:
-    """``worker_connections``: stop accepting at ``limit`` open connections and
-    resume when one closes.
-
-    gkit's Server has no such option yet, so this hooks gevent's documented
-    StreamServer extension points (``full``, ``handle``, ``do_handle``) on the
-    Server's acceptors and the Server's ``untrack``. Accepted sockets waiting
-    for their Connection count too, so one accept batch cannot overshoot.
-    """
-
-    def __init__(self, server: "Server", limit: int) -> None:
-        self.server = server
-        self.limit = limit
-        self.pending = 0
-        self.paused = False
-        self.stopped = False
-        self.acceptors: List[Any] = list(server._acceptors)
-        for acc in self.acceptors:
-            acc.full = self.full
-            acc.do_handle = self._counted(acc.do_handle)
-            acc.handle = self._settled(acc.handle)
-        untrack = server.untrack
-
-        def untrack_and_resume(conn: Any) -> None:
-            untrack(conn)
-            self.resume()
-
-        server.untrack = untrack_and_resume  # type: ignore[method-assign]
-
-    def open(self) -> int:
-        return len(self.server.connections) + self.pending
-
-    def full(self) -> bool:
-        if self.open() >= self.limit:
-            self.paused = True  # gevent stops accepting when full() is true
-            return True
-        return False
-
-    def stop_accepting(self) -> None:
-        """For good: the worker is stopping."""
-        self.stopped = True
-        for acc in self.acceptors:
-            acc.stop_accepting()
-
-    def resume(self) -> None:
-        if (self.paused and not self.stopped and self.open() < self.limit
-                and self.server.status == "running"):
-            self.paused = False
-            for acc in self.acceptors:
-                acc.start_accepting()
-
-    def _counted(self, do_handle: Callable[..., Any]) -> Callable[..., Any]:
-        def counted(*args: Any) -> Any:
-            self.pending += 1
-            return do_handle(*args)
-        return counted
-
-    def _settled(self, handle: Callable[..., Any]) -> Callable[..., Any]:
-        def settled(sock: Any, addr: Any) -> None:
-            try:
-                handle(sock, addr)
-            finally:
-                self.pending -= 1
-                self.resume()
-        return settled
 
 
 def _route_logs(glog: Any) -> None:

@@ -31,10 +31,20 @@ HEAD_MEMO = 512  # response heads memoized per second
 class _Acceptor(StreamServer):
     """gevent's StreamServer, accepting in the hub and handing each socket to
     a :class:`Connection` that owns it from then on (so it is not closed when
-    ``handle`` returns: an idle connection parks without a greenlet)."""
+    ``handle`` returns: an idle connection parks without a greenlet).
+
+    ``handle`` runs in the hub itself (``spawn=None``): it never blocks, and
+    a greenlet per accept would cost more than the accept."""
+
+    def __init__(self, sock: socket.socket, server: "Server") -> None:
+        super().__init__(sock, server._accept, spawn=None)
+        self.gkit = server
 
     def do_close(self, *args: Any) -> None:
         pass
+
+    def full(self) -> bool:  # gevent stops accepting while this is true
+        return self.gkit.at_capacity()
 
 
 class Server:
@@ -64,6 +74,7 @@ class Server:
         self.now = time.monotonic()
         self.idle_after = config.idle_timeout
         self.busy = 0  # app calls in flight
+        self.draining: Set[Connection] = set()  # parked with a request to serve while stopping
         self.requests = 0  # app calls started: gunicorn's max_requests counts these
         self._quiet = Event()
         self._quiet.set()
@@ -73,7 +84,8 @@ class Server:
         self._heads: Dict[Any, ResponseHead] = {}
         self.log_access = accesslog.enabled()  # checked again every second
         self._trusted = self._trust_list(config.forwarded_allow_ips)
-        self._acceptors = [_Acceptor(sock, self._accept) for sock in
+        self._accepting = True
+        self._acceptors = [_Acceptor(sock, self) for sock in
                            (listeners if listeners is not None else [self._listen()])]
         for acc in self._acceptors:
             acc.max_accept = 256
@@ -136,6 +148,7 @@ class Server:
         period = max(0.05, min(1.0, self.config.idle_timeout / 4, self.config.header_timeout / 4))
         self.idle_after = self.config.idle_timeout + period
         self.now = time.monotonic()
+        self.log_access = accesslog.enabled()  # logging may be set up after __init__
         self._sweeper = self.hub.loop.timer(period, period)
         self._sweeper.start(self._sweep)
         # Fire just after each second starts, so Date is never more than a tick late.
@@ -191,11 +204,31 @@ class Server:
 
     def untrack(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        draining = self.draining
+        if draining and conn in draining:
+            draining.discard(conn)
+            self.busy_ended()
+        limit = self.config.max_connections
+        if limit is not None and self._accepting and len(self.connections) == limit - 1:
+            for acc in self._acceptors:  # at capacity gevent stopped them: resume
+                acc.start_accepting()
+
+    def at_capacity(self) -> bool:
+        """Is ``max_connections`` reached (new connections wait in the backlog)?"""
+        limit = self.config.max_connections
+        return limit is not None and len(self.connections) >= limit
+
+    def stop_accepting(self) -> None:
+        """Accept no new connection, for good; what is open goes on being
+        served (gunicorn's worker does this before a graceful stop)."""
+        self._accepting = False
+        for acc in self._acceptors:
+            acc.stop_accepting()
 
     def parked(self, conn: Connection, why: int) -> None:
         if why == PARK_IDLE:
             self.idle[conn] = self.now + self.idle_after
-            if self.status == "stopping":
+            if self.status == "stopping" and conn not in self.draining:
                 conn.close()
         elif why == PARK_HEAD:
             self.head_parked[conn] = conn.head_since + self.config.header_timeout
@@ -206,7 +239,7 @@ class Server:
 
     def busy_ended(self) -> None:
         """An app call ended while stopping: wake stop() when it was the last."""
-        if self.busy <= 0:
+        if self.busy <= 0 and not self.draining:
             self._quiet.set()
 
     def _sweep(self) -> None:  # in the hub, periodically
@@ -234,14 +267,20 @@ class Server:
                 self._stopped.wait()
             return
         self.status = "stopping"
+        self.stop_accepting()
         for acc in self._acceptors:
-            acc.stop_accepting()
             acc.close()
         for conn in list(self.connections):
             conn.closing = True
             if conn in self.idle or conn in self.head_parked:
-                conn.close()
-        if timeout and self.busy:
+                # A request may have reached a connection not yet woken for
+                # it: leave such a one parked to be served (with Connection:
+                # close), close the others now.
+                if timeout and conn.has_unread_bytes():
+                    self.draining.add(conn)
+                else:
+                    conn.close()
+        if timeout and (self.busy or self.draining):
             self._quiet.clear()
             self._quiet.wait(timeout)
         for conn in list(self.connections):

@@ -264,3 +264,38 @@ def test_stop_with_a_queued_request(serve):
     assert [r.status for r in parse_responses(data)] in ([200], [503]), data
     running.close()
     queued.close()
+
+
+def test_stop_serves_a_request_that_reached_an_idle_connection(serve):
+    """A request already in the socket of a parked connection when stop() is
+    called is answered (with Connection: close), not dropped: gunicorn's
+    HUP and max_requests recycles stop workers under load."""
+    for _ in range(20):
+        server = serve(hello)
+        conn = RawConn(server.port)
+        gevent.sleep(0.01)  # the connection is accepted and parked
+        conn.send(request())
+        server.stop(timeout=5)
+        resp = conn.read_response()
+        assert (resp.status, resp.body) == (200, b"hello")
+        assert resp.connection_tokens() == ["close"]
+        conn.close()
+
+
+def test_max_connections_holds_new_connections_in_the_backlog(serve):
+    """At max_connections the server stops accepting; a new connection waits
+    in the listen backlog and is served once an open one closes."""
+    server = serve(hello, max_connections=2)
+    first, second = RawConn(server.port), RawConn(server.port)
+    for conn in (first, second):
+        conn.send(request())
+        assert conn.read_response().status == 200
+    third = RawConn(server.port)  # the kernel completes the handshake: it waits
+    third.send(request())
+    assert third.silent_for(0.3), "the third connection was served past max_connections"
+    first.close()
+    resp = third.read_response()
+    assert (resp.status, resp.body) == (200, b"hello")
+    assert len(server.connections) <= 2
+    for conn in (second, third):
+        conn.close()
