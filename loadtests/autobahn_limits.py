@@ -328,7 +328,7 @@ def summarize(cases: list[str], results: dict[str, dict], notes: list[str], seco
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -8,8 +8,10 @@ examples.longpoll:app``, pinned to core 0). The client is this script again
 ``POST /broadcast`` and reads every answer in an epoll loop. Each answer is
 checked (200, the broadcast's exact body, keep-alive). Printed per round:
 the time from sending the broadcast to the last poll's complete answer, the
-median and 99th percentile over the clients, and when the broadcast's own
-``{"delivered": n}`` answer came.
+median and 99th percentile over the clients, when the broadcast's own
+``{"delivered": n}`` answer came, and the server's CPU time for the round
+(from /proc/PID/stat, between all polls parked and all answers read: it
+includes each connection going back to wait for its next request).
 
 Each round after the first re-polls on the same keep-alive connections;
 ``--rounds`` (default 3) rounds, the summary shows their medians.
@@ -46,6 +48,7 @@ from common import REPO, ServerFailed, ServerProcess, ServerSpec, terminate_on_s
 APP = "examples.longpoll:app"
 SERVER_CORE, CLIENT_CORE = 0, 1
 SCRIPT = Path(__file__).resolve()
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MESSAGE = b"broadcast from bench_longpoll"
 POLL_TIMEOUT = 600  # seconds: the server must never time a poll out during a round
 
@@ -241,6 +244,8 @@ def client_main(args: argparse.Namespace) -> int:
                 ),
                 flush=True,
             )
+            if not sys.stdin.readline():  # "go": the driver has read the server's CPU time
+                raise BenchError("the driver went away")
             report = broadcast_round(args.port, socks, args.round_timeout)
             report.update(round=round_no + 1, event="broadcast", park_seconds=park_seconds)
             print(json.dumps(report), flush=True)
@@ -268,6 +273,14 @@ def client_main(args: argparse.Namespace) -> int:
 
 class LongpollServer(ServerProcess):
     """Ready when ``GET /stats`` answers."""
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process so far."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -351,8 +364,9 @@ def driver_main(args: argparse.Namespace) -> int:
             "--round-timeout",
             str(args.round_timeout),
         ]
-        client = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        assert client.stdout is not None
+        client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert client.stdin is not None and client.stdout is not None
+        cpu0 = 0.0
         for line in client.stdout:
             event = json.loads(line)
             if event["event"] == "parked":
@@ -362,13 +376,18 @@ def driver_main(args: argparse.Namespace) -> int:
                     f"(load {event['load']:.2f})",
                     flush=True,
                 )
+                cpu0 = server.cpu_seconds()
+                client.stdin.write("go\n")
+                client.stdin.flush()
             elif event["event"] == "broadcast":
+                event["server_cpu"] = server.cpu_seconds() - cpu0
                 rounds.append(event)
                 print(
                     f"  round {event['round']}: broadcast -> last answer {ms(event['last'])} ms, "
                     f"median {ms(event['median'])} ms, p99 {ms(event['p99'])} ms, "
                     f"POST answered at {ms(event['post'])} ms (delivered {event['delivered']}), "
-                    f"{event['answered']:,} answered, client CPU {event['client_cpu']:.2f} s, "
+                    f"{event['answered']:,} answered, server CPU {ms(event['server_cpu'])} ms, "
+                    f"client CPU {ms(event['client_cpu'])} ms, "
                     f"load {loadavg()}",
                     flush=True,
                 )
@@ -395,24 +414,30 @@ def driver_main(args: argparse.Namespace) -> int:
         f"\nLong-poll broadcast, {args.clients:,} parked clients, {spec.name} "
         f"(medians of {len(rounds)} round(s)); load average {loadavg()}"
     )
-    print("| clients | to last answer ms | median ms | p99 ms | POST answered ms | delivered |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| clients | to last answer ms | median ms | p99 ms | POST answered ms "
+        "| server CPU ms | CPU µs/client | delivered |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
     def med(key: str) -> float | None:
         values = [r[key] for r in rounds if r[key] is not None]
         return statistics.median(values) if values else None
 
     delivered = [r["delivered"] for r in rounds]
+    cpu = med("server_cpu")
+    per_client = "-" if cpu is None else f"{cpu / args.clients * 1e6:.0f}"
     print(
         f"| {args.clients:,} | {ms(med('last'))} | {ms(med('median'))} | {ms(med('p99'))} | "
-        f"{ms(med('post'))} | {', '.join(str(d) for d in delivered) or '-'} |"
+        f"{ms(med('post'))} | {ms(cpu)} | {per_client} | "
+        f"{', '.join(str(d) for d in delivered) or '-'} |"
     )
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
