@@ -40,19 +40,20 @@ SERVERS: list[ServerSpec] = [
     ServerSpec("bare-floor", ("{python}", "{peers}/bare_floor.py", "--port", "{port}"), default=False),
     ServerSpec("pywsgi-stock", ("{python}", "{peers}/pywsgi_nodelay.py", "{app}", "--port", "{port}",
                                 "--no-nodelay"), default=False),
-    # Rows to add once they exist (multi-process: drop the core-0 pinning for a fair run):
-    # ServerSpec("gkit-workers2", ("{python}", "-m", "gkit", "{app}", "--ip", "127.0.0.1", "--port", "{port}",
-    #                              "--workers", "2"), requires=("gkit.__main__",)),
-    # ServerSpec("gunicorn-gkit-w2", ("{python}", "-m", "gunicorn", "-k", "gkit.gunicorn.Worker", "-w", "2",
-    #                                 "-b", "127.0.0.1:{port}", "{app}"), requires=("gkit.gunicorn",)),
+    # Multi-process rows: compare them with gkit-httptools under --no-pin
+    # (two processes need both cores; wrk shares them).
+    ServerSpec("gkit-workers2", ("{python}", "-m", "gkit", "{app}", "--ip", "127.0.0.1", "--port", "{port}",
+                                 "--workers", "2"), requires=("gkit.__main__",), default=False),
+    ServerSpec("gunicorn-gkit-w2", ("{python}", "-m", "gunicorn", "-k", "gkit.gunicorn.Worker", "-w", "2",
+                                    "-b", "127.0.0.1:{port}", "{app}"), requires=("gunicorn",), default=False),
 ]
 BASELINE = "pywsgi-nodelay"
 SCENARIOS: dict[str, list[str]] = {
     "keep-alive": [],
     "close": ["-H", "Connection: close"],
 }
-SERVER_CORE = 0
-WRK_CORE = 1
+SERVER_CORE: int | None = 0
+WRK_CORE: int | None = 1
 
 
 @dataclass
@@ -106,9 +107,11 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def run_wrk(port: int, duration: int, extra: list[str]) -> WrkResult:
-    """One bounded wrk run against 127.0.0.1:port, pinned to WRK_CORE."""
-    argv = ["taskset", "-c", str(WRK_CORE), "wrk", "-t1", "-c100", f"-d{duration}s", *extra,
-            f"http://127.0.0.1:{port}/"]
+    """One bounded wrk run against 127.0.0.1:port, pinned to WRK_CORE (or,
+    with --no-pin, two wrk threads on whatever core is free)."""
+    pin = ["taskset", "-c", str(WRK_CORE)] if WRK_CORE is not None else []
+    threads = "-t1" if WRK_CORE is not None else "-t2"
+    argv = [*pin, "wrk", threads, "-c100", f"-d{duration}s", *extra, f"http://127.0.0.1:{port}/"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     if done.returncode != 0:
         raise ValueError(f"wrk exited with {done.returncode}: {done.stderr.strip()}")
@@ -218,7 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
     parser.add_argument("--only", help="comma-separated server names: " + ", ".join(s.name for s in SERVERS))
     parser.add_argument("--smoke", action="store_true", help="2 s, 1 rep, gkit rows only; non-zero exit on failure")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="pin nothing (servers and wrk -t2 share both cores): for the multi-process "
+                             "rows, e.g. --no-pin --only gkit-httptools,gkit-workers2,gunicorn-gkit-w2")
     args = parser.parse_args(argv)
+    if args.no_pin:
+        global SERVER_CORE, WRK_CORE
+        SERVER_CORE = WRK_CORE = None
     if shutil.which("wrk") is None:
         print("wrk is missing; install it: apt-get install -y wrk", file=sys.stderr)
         return 2

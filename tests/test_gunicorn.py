@@ -76,6 +76,9 @@ class Gunicorn:
         if "control_socket_disable" in gunicorn.config.KNOWN_SETTINGS and wait:
             cmd[3:3] = ["--no-control-socket"]  # gunicorn >= 27: one per instance otherwise
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # An in-process Django test (test_frameworks) sets DJANGO_SETTINGS_MODULE
+        # to its own import path; this gunicorn imports the app by another one.
+        env.pop("DJANGO_SETTINGS_MODULE", None)
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log_file,
                                      stderr=subprocess.STDOUT)
         if wait:
