@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no server to run", file=sys.stderr)
         return 1
 
-    print(f"wrk -t1 -c100 -d{duration}s on core {WRK_CORE}, servers on core {SERVER_CORE}, "
+    threads = "-t1" if WRK_CORE is not None else "-t2"
+    print(f"wrk {threads} -c100 -d{duration}s on core {WRK_CORE}, servers on core {SERVER_CORE}, "
           f"{reps} rep(s), medians", file=sys.stderr)
     try:
         with terminate_on_sigterm():
@@ -257,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; servers stopped", file=sys.stderr)
         return 130
-    print(f"\nHello world, wrk -t1 -c100 -d{duration}s, median of {reps} interleaved rep(s)\n")
+    where = "nothing pinned" if WRK_CORE is None else f"server on core {SERVER_CORE}, wrk on core {WRK_CORE}"
+    print(f"\nHello world, wrk {threads} -c100 -d{duration}s ({where}), "
+          f"median of {reps} interleaved rep(s)\n")
     print(format_table(rows, skipped))
     if any(row.errors(scenario) for row in rows.values() for scenario in SCENARIOS):
         print("\nerrors: wrk's socket errors + non-2xx responses, summed over reps. A server that closes"
