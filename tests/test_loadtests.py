@@ -36,3 +36,15 @@ def test_bench_http_smoke():
 def test_bench_idle_smoke():
     out = run_smoke("bench_idle.py")
     assert "gkit-httptools" in out and "OK" in out
+
+
+@pytest.mark.timeout(300)
+def test_bench_ws_smoke():
+    out = run_smoke("bench_ws.py")
+    assert "gkit" in out and "websockets" in out
+
+
+@pytest.mark.timeout(300)
+def test_bench_longpoll_smoke():
+    out = run_smoke("bench_longpoll.py")
+    assert "delivered" in out
