@@ -43,12 +43,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, ServerFailed, ServerProcess, ServerSpec, terminate_on_sigterm
+from common import REPO, NotReady, ServerFailed, ServerProcess, ServerSpec, terminate_on_sigterm
 
 APP = "examples.longpoll:app"
 SERVER_CORE, CLIENT_CORE = 0, 1
 SCRIPT = Path(__file__).resolve()
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MESSAGE = b"broadcast from bench_longpoll"
 POLL_TIMEOUT = 600  # seconds: the server must never time a poll out during a round
 
@@ -274,31 +273,12 @@ def client_main(args: argparse.Namespace) -> int:
 class LongpollServer(ServerProcess):
     """Ready when ``GET /stats`` answers."""
 
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process so far."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        last_error = "no answer"
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise ServerFailed(
-                    f"{self.spec.name} exited with {self.proc.returncode}\n{self.log_tail()}"
-                )
-            try:
-                waiting(self.port)
-                return
-            except (OSError, BenchError, ValueError) as exc:
-                last_error = str(exc)
-                time.sleep(0.1)
-        raise ServerFailed(
-            f"{self.spec.name} not ready after {timeout:.0f}s ({last_error})\n{self.log_tail()}"
-        )
+    def probe(self) -> None:
+        try:
+            waiting(self.port)
+        except (BenchError, ValueError) as exc:
+            raise NotReady(str(exc)) from None
 
 
 def gkit_command(tree: str | None) -> tuple[str, ...]:

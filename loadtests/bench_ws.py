@@ -69,7 +69,9 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    CLOCK_TICKS,
     REPO,
+    NotReady,
     ServerFailed,
     ServerProcess,
     ServerSpec,
@@ -128,7 +130,6 @@ BUSY_LIMIT = 0.10  # a run whose server core was busier than this elsewhere is r
 SERVER_CORE, CLIENT_CORE = 0, 1
 SCRIPT = Path(__file__).resolve()
 MESSAGE_SIZE = 32
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------
@@ -409,37 +410,17 @@ def idle_client_main(args: argparse.Namespace) -> int:
 class WsServer(ServerProcess):
     """A server process that is ready when a WebSocket echo works."""
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        last_error = "no answer"
+    def probe(self) -> None:
         rng = random.Random(0)
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise ServerFailed(
-                    f"{self.spec.name} exited with {self.proc.returncode}\n{self.log_tail()}"
-                )
-            conns: list[Conn] = []
-            try:
-                conns = open_conns(self.port, 1, rng)
-                conns[0].sock.settimeout(5)
-                run_sequential(conns[0], 3)
-                return
-            except (OSError, EchoError) as exc:
-                last_error = str(exc)
-                time.sleep(0.1)
-            finally:
-                close_conns(conns, rng)
-        raise ServerFailed(
-            f"{self.spec.name} not ready after {timeout:.0f}s ({last_error})\n{self.log_tail()}"
-        )
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process so far."""
+        conns: list[Conn] = []
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            conns = open_conns(self.port, 1, rng)
+            conns[0].sock.settimeout(5)
+            run_sequential(conns[0], 3)
+        except EchoError as exc:
+            raise NotReady(str(exc)) from None
+        finally:
+            close_conns(conns, rng)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class NotReady(Exception):
+    """A readiness probe saw the server up but not answering right yet."""
+
+
 class ServerFailed(RuntimeError):
     """A server process exited or never answered ``GET /`` correctly."""
 
@@ -127,17 +134,31 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process so far."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def probe(self) -> None:
+        """One readiness check; raises (OSError or ``NotReady``) while not ready.
+        The default: ``GET /`` answers the hello body. Subclasses override it."""
+        check_hello(self.port)
+
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll until the server answers ``GET /`` with the hello body; bounded."""
+        """Poll ``probe()`` until it passes; bounded, and failing fast when the
+        server process has exited."""
         deadline = time.monotonic() + timeout
         last_error = "no answer"
         while time.monotonic() < deadline:
             if not self.alive():
                 raise ServerFailed(f"{self.spec.name} exited with {self.proc.returncode}\n{self.log_tail()}")
             try:
-                check_hello(self.port)
+                self.probe()
                 return
-            except OSError as exc:
+            except (OSError, NotReady) as exc:
                 last_error = str(exc)
                 time.sleep(0.1)
         raise ServerFailed(f"{self.spec.name} not ready after {timeout:.0f}s ({last_error})\n{self.log_tail()}")
