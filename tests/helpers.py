@@ -312,23 +312,18 @@ def get(port: int, target: str = "/", timeout: float = TIMEOUT, **kw) -> Respons
     return responses[0]
 
 
-class RawConn:
-    """One client connection kept open across requests.
+class SocketReader:
+    """A client socket with a read buffer and deadline-bounded reads: the
+    base of RawConn (HTTP) and wshelpers.RawWs (WebSocket)."""
 
-    >>> conn = RawConn(port)
-    >>> conn.send(request(target="/a"))
-    >>> conn.read_response().status
-    200
-    """
-
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> None:
+    def __init__(self, sock: socket.socket, timeout: float = TIMEOUT) -> None:
         self.timeout = timeout
-        self.sock = connect(port, host, timeout)
+        self.sock = sock
         self.buf = b""
         self.eof = False
         self.reset = False
 
-    def __enter__(self) -> "RawConn":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -362,6 +357,19 @@ class RawConn:
         if not chunk:
             self.eof = True
         self.buf += chunk
+
+
+class RawConn(SocketReader):
+    """One client connection kept open across requests.
+
+    >>> conn = RawConn(port)
+    >>> conn.send(request(target="/a"))
+    >>> conn.read_response().status
+    200
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> None:
+        super().__init__(connect(port, host, timeout), timeout)
 
     def read_response(self, head: bool = False, timeout: Optional[float] = None,
                       allow_incomplete: bool = False) -> Response:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from helpers import TIMEOUT, RawConn, ReadTimeout, ResponseError, connect
+from helpers import TIMEOUT, RawConn, ResponseError, SocketReader, connect
 
 # Opcodes (RFC 6455 §5.2).
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -100,7 +100,7 @@ def random_key() -> str:
     return base64.b64encode(os.urandom(16)).decode("ascii")
 
 
-class RawWs:
+class RawWs(SocketReader):
     """A WebSocket client over a plain socket that sends frames built by hand.
 
     >>> ws = RawWs(port)                      # handshake done, 101 checked
@@ -116,17 +116,15 @@ class RawWs:
         the request (frames that follow the head at once). ``rcvbuf`` fixes the
         socket's receive buffer (no autotuning), for a client that stops reading.
         ``request_kw`` go to :func:`handshake_request` (``upgrade``, ``connection``...)."""
-        self.timeout = timeout
         self.key = key or random_key()
         if rcvbuf is None:
-            self.sock = connect(port, timeout=timeout)
+            sock = connect(port, timeout=timeout)
         else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.settimeout(timeout)
-            self.sock.connect(("127.0.0.1", port))
-        self.buf = b""
-        self.eof = False
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            sock.connect(("127.0.0.1", port))
+        super().__init__(sock, timeout)
         self.sock.sendall(handshake_request(path, self.key, headers, **request_kw) + first)
         head = self._read_until(b"\r\n\r\n", time.monotonic() + timeout)
         end = head.index(b"\r\n\r\n")
@@ -143,39 +141,10 @@ class RawWs:
         assert len(values) <= 1, f"{name} occurs {len(values)} times"
         return values[0] if values else None
 
-    def __enter__(self) -> "RawWs":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
     def send_frame(self, opcode: int, payload: bytes = b"", **kw) -> None:
         self.send(frame(opcode, payload, **kw))
 
     # -- reading ---------------------------------------------------------------------
-    def _fill(self, deadline: float, what: str) -> None:
-        if self.eof:
-            raise ResponseError(f"the server closed the connection before {what}; "
-                                f"unparsed bytes: {self.buf[:200]!r}")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ReadTimeout(f"no {what} in time", self.buf)
-        self.sock.settimeout(remaining)
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            raise ReadTimeout(f"no {what} in time", self.buf) from None
-        except ConnectionResetError:
-            chunk = b""
-        if not chunk:
-            self.eof = True
-        self.buf += chunk
 
     def _read_until(self, marker: bytes, deadline: float) -> bytes:
         while marker not in self.buf:
