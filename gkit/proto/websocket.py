@@ -59,7 +59,8 @@ from wsproto.extensions import PerMessageDeflate
 
 from ..errors import HandshakeError
 from .ws_events import Closed, Event, Message, Ping, Pong, close_status, valid_close_code
-from .ws_session import WINDOW_BITS, DeflateParams, WsSession
+from .ws_deflate import WINDOW_BITS, DeflateParams
+from .ws_session import WsSession
 
 __all__ = [
     "Closed",

@@ -17,10 +17,9 @@ formats the permessage-deflate answer in the handshake.
 from __future__ import annotations
 
 import codecs
-import zlib
-from dataclasses import dataclass
 from struct import Struct
 
+from .ws_deflate import TAIL, DeflateCodec, DeflateParams
 from .ws_events import (
     ABNORMAL,
     INVALID_PAYLOAD,
@@ -40,7 +39,6 @@ _OPEN, _CLOSING, _CLOSED = 0, 1, 2  # _CLOSING: we sent a close frame and wait f
 _U16 = Struct("!BBH").pack
 _U64 = Struct("!BBQ").pack
 _XOR = [bytes(a ^ b for a in range(256)) for b in range(256)]
-_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.1: removed from and restored to each message
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -82,28 +80,6 @@ def _close_payload(code: int, reason: str) -> bytes:
     return code.to_bytes(2, "big") + data
 
 
-@dataclass(frozen=True)
-class DeflateParams:
-    """The permessage-deflate parameters agreed in the handshake (RFC 7692 §7.1).
-
-    The window sizes are the limits agreed (15 when not negotiated); the
-    session compresses with at most ``WINDOW_BITS`` whatever the limit.
-    """
-
-    server_no_context_takeover: bool = False
-    client_no_context_takeover: bool = False
-    server_max_window_bits: int = 15
-    client_max_window_bits: int = 15
-
-
-# Compression memory per connection: zlib's deflate takes 2**(bits+2) + 2**(mem_level+9)
-# bytes, 256 KiB with its defaults (15, 8) against 32 KiB with (12, 5), for a few percent
-# of compression on chat-sized messages. A smaller window than agreed is always allowed.
-# The same choice as the websockets library; the handshake asks clients for 12 as well.
-WINDOW_BITS = 12
-MEM_LEVEL = 5
-
-
 class WsSession:
     """One open server-side WebSocket: feed it bytes, get events and bytes to send.
 
@@ -116,8 +92,7 @@ class WsSession:
     ([Closed(code=1000, reason='')], b'\\x88\\x02\\x03\\xe8')
     """
 
-    __slots__ = ("_buf", "_client_no_context", "_deflate", "_deflater", "_fin", "_flush",
-                 "_inflate", "_inflating", "_left", "_mask", "_max", "_op", "_out", "_parts",
+    __slots__ = ("_buf", "_codec", "_deflate", "_fin", "_inflating", "_left", "_mask", "_max", "_op", "_out", "_parts",
                  "_size", "_state", "_utf8")
 
     def __init__(self, *, max_message: int = 4194304, deflate: DeflateParams | None = None) -> None:
@@ -137,13 +112,8 @@ class WsSession:
         self._size = 0
         self._utf8: codecs.IncrementalDecoder | None = None
         self._deflate = deflate
-        self._inflate: zlib._Decompress | None = None
+        self._codec = DeflateCodec(deflate) if deflate is not None else None
         self._inflating = False  # the current message has RSV1 set
-        self._deflater: zlib._Compress | None = None
-        self._client_no_context = deflate is not None and deflate.client_no_context_takeover
-        # A full flush also forgets the window: that is server_no_context_takeover.
-        no_context = deflate is not None and deflate.server_no_context_takeover
-        self._flush = zlib.Z_FULL_FLUSH if no_context else zlib.Z_SYNC_FLUSH
 
     # -- state ---------------------------------------------------------------------
 
@@ -321,16 +291,12 @@ class WsSession:
         self._parts += chunk
 
     def _inflated(self, chunk: bytes) -> bytes:
-        inflate = self._inflate
-        if inflate is None:
-            bits = self._deflate.client_max_window_bits if self._deflate else 15
-            inflate = self._inflate = zlib.decompressobj(-bits)
+        assert self._codec is not None
         room = self._max - self._size
         try:
-            # Bounded: a small compressed frame cannot make the session hold more than the limit.
-            out = inflate.decompress(chunk, room + 1)
-        except zlib.error:
-            raise _Fail(INVALID_PAYLOAD, "invalid permessage-deflate data") from None
+            out = self._codec.inflate(chunk, room + 1)
+        except ValueError as exc:
+            raise _Fail(INVALID_PAYLOAD, str(exc)) from None
         if len(out) > room:
             raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
         return out
@@ -338,21 +304,20 @@ class WsSession:
     def _inflated_message(self, payload: bytes) -> bytes:
         """A whole compressed single-frame message, inflated in one go."""
         self._inflating = True
-        out = self._inflated(payload + _TAIL)
+        out = self._inflated(payload + TAIL)
         self._inflating = False
         self._inflate_done()
         return out
 
     def _inflate_done(self) -> None:
-        inflate = self._inflate
-        if inflate is not None and (inflate.eof or self._client_no_context):
-            self._inflate = None  # a fresh window for the next message
+        if self._codec is not None:
+            self._codec.message_done()
 
     def _frame_done(self, events: list[Event]) -> None:
         if not self._fin:
             return
         if self._inflating:
-            self._add(self._inflated(_TAIL))
+            self._add(self._inflated(TAIL))
             self._inflate_done()
         parts = self._parts
         if self._op == 1:
@@ -409,7 +374,9 @@ class WsSession:
         self._state = _CLOSED
         self._buf = b""
         self._parts = bytearray()
-        self._utf8 = self._inflate = self._deflater = None
+        self._utf8 = None
+        if self._codec is not None:
+            self._codec.release()
 
     # -- sending -------------------------------------------------------------------
 
@@ -429,8 +396,8 @@ class WsSession:
         else:
             payload = data if type(data) is bytes else bytes(data)
             first = 0x82
-        if self._deflate is not None:
-            payload = self._compressed(payload)
+        if self._codec is not None:
+            payload = self._codec.compress(payload)
             first |= 0x40
         n = len(payload)
         if n < 126:
@@ -438,16 +405,6 @@ class WsSession:
         if n < 65536:
             return _U16(first, 126, n) + payload
         return _U64(first, 127, n) + payload
-
-    def _compressed(self, payload: bytes) -> bytes:
-        deflater = self._deflater
-        if deflater is None:
-            limit = self._deflate.server_max_window_bits if self._deflate else 15
-            deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED,
-                                        -min(limit, WINDOW_BITS), MEM_LEVEL)
-            self._deflater = deflater
-        data = deflater.compress(payload) + deflater.flush(self._flush)
-        return data[:-4] if data.endswith(_TAIL) else data
 
     def send_ping(self, data: bytes = b"") -> bytes:
         """A ping frame (at most 125 bytes of data); ``b""`` once not open."""
