@@ -224,15 +224,6 @@ class ResponseWriter:
             self.broken = True  # the client cannot find the end: close
 
 
-def _known_length(result: Any) -> Optional[int]:
-    if type(result) is list or type(result) is tuple:
-        try:
-            return sum(map(len, result))
-        except TypeError:
-            return None
-    return None
-
-
 def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
     """Call the app for ``req``; returns whether the connection stays open,
     or HANDED_OVER when the app opened a channel."""
@@ -297,6 +288,26 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
 
 
 def _write_result(conn: "Connection", writer: ResponseWriter, result: Iterable[bytes]) -> None:
+    kind = type(result)
+    if (kind is list or kind is tuple) and writer.head is None:
+        # The common case: a body of known length, sent with its head in one send.
+        if not writer.status:
+            raise BadResponse("the app returned without calling start_response")
+        body = b"".join(result)  # type: ignore[arg-type]
+        head = writer.begin(len(body))
+        framing = writer.head
+        assert framing is not None
+        if framing.mode == NO_BODY:
+            conn.send(head)
+            return
+        if framing.length is not None and len(body) != framing.length:
+            # The app's Content-Length disagrees with its body: never send
+            # more than declared, and close when the client cannot find the end.
+            body = body[:framing.length]
+            writer.broken = True
+        writer.sent = len(body)
+        conn.send(head + body)
+        return
     if isinstance(result, FileWrapper) and conn.raw is not None:
         span = result.sendfile_span()
         if span is not None and writer.req.method != "HEAD":
@@ -306,27 +317,6 @@ def _write_result(conn: "Connection", writer: ResponseWriter, result: Iterable[b
                 count = min(count, writer.head.length or 0)
             writer.sent = conn.sendfile(fd, offset, count)
             writer.finish()
-            return
-    length = _known_length(result)
-    if length is not None:
-        if writer.head is None:
-            # The whole response in one send: head and body together.
-            if not writer.status:
-                raise BadResponse("the app returned without calling start_response")
-            body = b"".join(result)
-            head = writer.begin(length)
-            framing = writer.head
-            assert framing is not None
-            if framing.mode == NO_BODY:
-                conn.send(head)
-                return
-            if framing.length is not None and len(body) != framing.length:
-                # The app's Content-Length disagrees with its body: never send
-                # more than declared, and close when the client cannot find the end.
-                body = body[:framing.length]
-                writer.broken = True
-            writer.sent = len(body)
-            conn.send(head + body)
             return
     for chunk in result:
         if chunk:
