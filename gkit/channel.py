@@ -15,6 +15,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable, Deque, Iterator, List, Optional, Tuple, Union
 
 from gevent.event import Event
+from greenlet import GreenletExit
 
 from .errors import ChannelClosed
 from .proto.response import CHUNKED, NO_BODY, UNTIL_CLOSE, BadResponse
@@ -165,7 +166,9 @@ class Channel:
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
             fn(*args)
-        except Exception:
+        except GreenletExit:
+            raise
+        except BaseException:  # SystemExit, gevent.Timeout: the app's, logged, never the hub's
             error_log.exception("error in a channel callback %r", fn)
 
     def _deliver(self, message: Message) -> None:

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Optional, Tuple
 
-from greenlet import getcurrent, greenlet
+from greenlet import GreenletExit, getcurrent, greenlet
 
 from .errors import ProtocolError
 from .proto.h1 import CLOSED, END, NEED_DATA, Request, make_parser
@@ -101,9 +101,13 @@ class Connection:
             self.close()
         except ProtocolError as exc:
             self.fail(exc.status_hint, exc.reason)
-        except Exception:
+        except BaseException as exc:
+            # Whatever escapes (SystemExit or gevent.Timeout from app code run
+            # here, a bug of ours) ends this connection only, never the hub.
             error_log.error("error serving %s", self.addr, exc_info=sys.exc_info())
             self.close()
+            if isinstance(exc, GreenletExit):
+                raise  # this greenlet is being killed: let it end (its parent sees no error)
         finally:
             self.greenlet = None
 

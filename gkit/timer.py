@@ -5,6 +5,7 @@ import logging
 from typing import Any, Callable
 
 import gevent
+from greenlet import GreenletExit
 
 error_log = logging.getLogger("gkit.error")
 
@@ -22,7 +23,9 @@ class Task:
         self._ran = True
         try:
             self.fn(*self.args)
-        except Exception:
+        except GreenletExit:
+            raise  # cancel() while it runs
+        except BaseException:  # SystemExit, gevent.Timeout: logged, never raised in the hub
             error_log.exception("error in scheduled task %r", self.fn)
 
     def cancel(self) -> bool:

@@ -260,7 +260,12 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
         if writer.head is None:
             conn.send_error(exc.status_hint, exc.reason)
         return False
-    except Exception as exc:
+    except BaseException as exc:
+        # BaseException, not Exception: an app that lets SystemExit,
+        # KeyboardInterrupt, gevent.Timeout or GreenletExit escape must not
+        # take the hub (and every other connection) down with it, nor leave
+        # its own connection unanswered and open. No one else throws into
+        # this greenlet (a runner of the connection), so nothing is owed upstream.
         error_log.error("error in app %r for %s %s", server.app, req.method,
                         environ.get("PATH_INFO"), exc_info=sys.exc_info())
         if conn.handed_over:
@@ -277,7 +282,7 @@ def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
         if close is not None:
             try:
                 close()
-            except Exception:
+            except BaseException:  # as above: nothing from the app reaches the hub
                 error_log.exception("error in close() of the app's response")
         if logged and conn.channel is None:
             accesslog.log_request(conn, req, writer.head.status_code if writer.head else 500,

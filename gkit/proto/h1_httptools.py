@@ -23,6 +23,7 @@ class HttptoolsParser(H1Parser):
         self._headers: Headers = []
         self._body_seen = 0
         self._in_message = False
+        self._in_head = False  # header callbacks now belong to a head, not to trailers
         self._upgraded = False
         self._upgrade_body = 0  # body bytes of an upgrade request still to come
         self._eof = False
@@ -32,19 +33,26 @@ class HttptoolsParser(H1Parser):
     # -- llhttp callbacks -------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_message = True
+        self._in_head = True
         self._url = b""
+        self._headers = []
         self._body_seen = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url  # one call but for a URL split across reads
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        # llhttp reports a chunked body's trailer fields through this callback
+        # too, after the head was handed over. gkit drops trailers (as its h11
+        # engine does): they must never become fields of any request.
+        if self._in_head:
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._head_bytes = self._line_bytes = 0
+        self._in_head = False
         p = self._parser
-        headers, self._headers = self._headers, []  # trailers never join the head
+        headers, self._headers = self._headers, []
         req = check_head(p.get_method(), self._url, p.get_http_version(), headers,
                          self.max_line, self.max_body, self.max_head)
         self._last_request = req
