@@ -303,8 +303,16 @@ class Server:
         self.stop(timeout)
 
     def join(self, timeout: Optional[float] = None) -> bool:
-        """Block until the server is stopped; True if it is."""
-        return self._stopped.wait(timeout)
+        """Block until the server is stopped; True if it is.
+
+        Ctrl-C (KeyboardInterrupt in the joining greenlet) stops the server,
+        giving in-flight requests up to a second as the ``gkit`` command does,
+        and returns True: a script that ends in ``server.join()`` exits cleanly."""
+        try:
+            return self._stopped.wait(timeout)
+        except KeyboardInterrupt:
+            self.stop(1.0)
+            return True
 
     def serve_forever(self) -> None:
         self.join()
