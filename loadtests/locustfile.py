@@ -71,15 +71,15 @@ class PageUser(FastHttpUser):
 
     @task(3)
     def page(self) -> None:
-        self.client.get("/", name="GET /")
+        self.client.get("/", name="/")
 
     @task(1)
     def static(self) -> None:
-        self.client.get("/static/chat.js", name="GET /static/chat.js")
+        self.client.get("/static/chat.js", name="/static/chat.js")
 
     @task(1)
     def history(self) -> None:
-        self.client.get("/history?room=" + pick_room(), name="GET /history")
+        self.client.get("/history?room=" + pick_room(), name="/history")
 
 
 class PollChatUser(FastHttpUser):
@@ -99,7 +99,7 @@ class PollChatUser(FastHttpUser):
         self.next_send = time.monotonic() + random.uniform(0, SEND_MAX)
 
     def on_stop(self) -> None:
-        self.client.post("/leave", data={"room": self.room, "cid": self.cid}, name="POST /leave")
+        self.client.post("/leave", data={"room": self.room, "cid": self.cid}, name="/leave")
 
     @task
     def poll_and_send(self) -> None:
@@ -137,7 +137,7 @@ class PollChatUser(FastHttpUser):
         self.pending[token] = time.perf_counter()
         self.client.post("/send", json={"room": self.room, "nick": self.nick, "cid": self.cid,
                                         "text": f"{token} hello from {self.nick}"},
-                         name="POST /send")
+                         name="/send")
 
 
 class WebSocketChatUser(User):
