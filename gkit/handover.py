@@ -1,12 +1,22 @@
 """How a request becomes a channel: ``with_channel``, ``as_channel``,
-``async_response`` (the http-kit API)."""
+``async_response`` (the http-kit API).
+
+Each builds a channel on the request's connection (found through
+``environ["gkit.connection"]``) and calls ``conn.hand_over(channel)``: the
+connection moves to its CHANNEL phase and gives the worker slot back at once.
+Hook point: other hand-overs (a gevent-websocket object, the raw-socket
+hand-off of issue 10) live in their own modules beside this one and end in
+``conn.hand_over`` the same way.
+"""
 from __future__ import annotations
 
 import logging
 import time
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
+from . import accesslog
 from .channel import Channel, HttpChannel
+from .connection import Connection, connection_of
 from .errors import HandshakeError
 from .proto.websocket import accept_handshake
 from .websocket import WebSocketChannel
@@ -16,12 +26,8 @@ error_log = logging.getLogger("gkit.error")
 Environ = Dict[str, Any]
 
 
-def _connection(environ: Environ) -> Any:
-    conn = environ.get("gkit.connection")
-    if conn is None:
-        raise RuntimeError("with_channel needs a request served by gkit: the environ has no "
-                           "'gkit.connection' (run the app with gkit.run_server or gkit's CLI)")
-    return conn
+def _connection(environ: Environ) -> Connection:
+    return connection_of(environ.get("gkit.connection"))
 
 
 def _wants_websocket(headers: Iterable[Tuple[bytes, bytes]]) -> bool:
@@ -46,15 +52,18 @@ def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
     ...     return ch
     """
     conn = _connection(environ)
-    if conn.channel is not None:
-        return conn.channel
-    conn.handed_over = True
-    req = conn.request
+    ex = conn.exchange
+    if ex is None:
+        raise RuntimeError("with_channel must be called while gkit serves the request "
+                           "(from the app call, before it returns)")
+    if ex.channel is not None:
+        return ex.channel  # type: ignore[no-any-return]
+    req = ex.request
     if not _wants_websocket(req.headers):
-        ch: Channel = HttpChannel(conn)
-        conn.channel = ch
+        ch: Channel = HttpChannel(conn, req, ex.client)
+        conn.hand_over(ch)
         return ch  # reading starts once the app returned (its body may be unread)
-    config = conn.server.config
+    config = conn.config
     extra = list(headers.items()) if hasattr(headers, "items") else list(headers or ())
     try:
         response, session = accept_handshake(
@@ -63,22 +72,17 @@ def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
             subprotocol=subprotocol, extra_headers=extra, deflate=config.ws_deflate,
             max_message=config.max_ws)
     except HandshakeError as exc:
-        ch = HttpChannel(conn)
-        conn.channel = ch
+        ch = HttpChannel(conn, req, ex.client)
+        conn.hand_over(ch)
         ch.send({"status": 400, "body": f"400 Bad Request: {exc.reason}\n",
                  "headers": {"Content-Type": "text/plain; charset=utf-8",
                              "Sec-WebSocket-Version": "13", "Connection": "close"}})
         return ch
-    ws = WebSocketChannel(conn, session)
-    conn.channel = ws
-    ws._write(response)
-    from . import accesslog
+    ws = WebSocketChannel(conn, req, ex.client, session)
+    conn.hand_over(ws)
     if accesslog.enabled():
-        accesslog.log_request(conn, req, 101, None, time.monotonic())
-    trailing = conn.parser.upgrade_data()
-    if trailing:
-        ws.feed(trailing)
-    ws.start_reading()
+        accesslog.log_request(ex.client, req, 101, None, time.monotonic())
+    ws.begin(response, conn.upgrade_data())
     return ws
 
 
