@@ -558,7 +558,29 @@ class Connection:
         ex.channel = channel
         self._release_slot(ex)
 
+    def hand_over_socket(self) -> socket.socket:
+        """The app takes the raw socket (gunicorn's ``environ["gunicorn.socket"]``
+        contract, issue 10): the worker slot is given back, the socket gets no
+        deadline, gkit writes nothing more on it and closes it once the app
+        call returns."""
+        ex = self.exchange
+        if ex is None:
+            raise RuntimeError("no request in flight to hand over")
+        self._move(Phase.SOCKET)
+        self._release_slot(ex)
+        self.unpark()
+        self.sock.settimeout(None)
+        return self.sock
+
+    @property
+    def handed_over(self) -> bool:
+        """Does a channel or the app own the current response (not gkit's writer)?"""
+        return self.phase is Phase.CHANNEL or self.phase is Phase.SOCKET
+
     def _after_hand_over(self, ex: Exchange) -> bool:
+        if self.phase is Phase.SOCKET:
+            self.close()  # the app had the socket; its call is over
+            return False
         if self.phase is Phase.CLOSED:
             return False
         channel = ex.channel

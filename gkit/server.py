@@ -170,10 +170,11 @@ class Server:
         if self.status != "running":
             sock.close()
             return
-        secure = self.config.ssl_context is not None
-        if secure:
+        context = self.config.ssl_context
+        secure = context is not None
+        if context is not None:
             from .tls import wrap_server_side
-            sock = wrap_server_side(sock, self.config.ssl_context)
+            sock = wrap_server_side(sock, context)
         Connection(self, sock, addr, secure).start()
 
     def track(self, conn: Connection) -> None:

@@ -86,13 +86,26 @@ class Dispatcher(Protocol):
 class Host(Protocol):
     """What a connection needs from its server (``server.Server``)."""
 
-    config: Config
-    engine: str
-    hub: Any
-    runners: Runners
-    pool: WorkerPool
-    deadlines: DeadlineKeeper
-    dispatcher: Dispatcher
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def engine(self) -> str: ...
+
+    @property
+    def hub(self) -> Any: ...
+
+    @property
+    def runners(self) -> Runners: ...
+
+    @property
+    def pool(self) -> WorkerPool: ...
+
+    @property
+    def deadlines(self) -> DeadlineKeeper: ...
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
 
     def date(self) -> str: ...
 

@@ -205,12 +205,14 @@ class Dispatch:
                 if logged and not ex.channel_ended:
                     ex.channel.log_from = started
                 return Outcome.HANDED_OVER
+            if conn.handed_over:  # the app took the raw socket: gkit writes nothing more
+                return Outcome.HANDED_OVER
             _write_result(conn, writer, result)
         except OSError:
-            return _failed(ex)
+            return _failed(conn, ex)
         except ProtocolError as exc:  # from reading wsgi.input (413, bad chunk)
-            if ex.channel is not None:
-                return _failed(ex, abort=True)
+            if ex.channel is not None or conn.handed_over:
+                return _failed(conn, ex, abort=True)
             if writer.head is None:
                 conn.send_error(exc.status_hint, exc.reason)
             return Outcome.CLOSE
@@ -222,8 +224,8 @@ class Dispatch:
             # this greenlet (a runner of the connection), so nothing is owed upstream.
             error_log.error("error in app %r for %s %s", self.app, req.method,
                             environ.get("PATH_INFO"), exc_info=sys.exc_info())
-            if ex.channel is not None:
-                return _failed(ex, abort=True)
+            if ex.channel is not None or conn.handed_over:
+                return _failed(conn, ex, abort=True)
             if writer.head is None:
                 conn.send_error(500, "the app failed" if not isinstance(exc, BadResponse)
                                 else str(exc))
@@ -246,10 +248,10 @@ class Dispatch:
         return Outcome.KEEP_ALIVE if conn.drain_body() else Outcome.CLOSE
 
 
-def _failed(ex: Exchange, abort: bool = False) -> Outcome:
+def _failed(conn: Connection, ex: Exchange, abort: bool = False) -> Outcome:
     """The app call failed: a channel it opened is ended (1011 / 500 / cut)."""
     if ex.channel is None:
-        return Outcome.CLOSE
+        return Outcome.HANDED_OVER if conn.handed_over else Outcome.CLOSE
     if abort and not ex.channel_ended:
         ex.channel.abort()
     return Outcome.HANDED_OVER
