@@ -178,8 +178,7 @@ class Channel(abc.ABC):
         """Send a WebSocket ping; False where there is none to send (HTTP, closed)."""
 
     def __repr__(self) -> str:
-        kind = "WebSocket" if self.is_websocket else "HTTP"
-        return f"<gkit.Channel {kind} {'open' if self._open else 'closed'} {self._conn.addr}>"
+        return f"<gkit.Channel {type(self).__name__} {'open' if self._open else 'closed'} {self._conn.addr}>"
 
     # -- delivery --------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:

@@ -17,27 +17,24 @@ pool, runners). What it needs from above it names as Protocols: the
 """
 from __future__ import annotations
 
-import enum
 import logging
-import os
 import socket
 import sys
 import time
-from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
-from gevent.socket import wait_write
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from .config import Config
 from .errors import ProtocolError
-from .exchange import Exchange, Outcome
+from .state import MOVES, Exchange, IllegalMove, Outcome, Phase
 from .pool import PoolFull, WorkerPool
 from .proto.h1 import CLOSED, END, NEED_DATA, Request, make_parser
 from .proto.response import ResponseHead, error_response
 from .transport import DeadlineKeeper, Dispatcher, Host, Transport  # noqa: F401 (re-exported)
 
-__all__ = ["Connection", "ConnectionInfo", "Phase", "IllegalMove", "Transport", "Host",
-           "Dispatcher", "DeadlineKeeper", "connection_of", "sendfile_all",
+__all__ = ["Connection", "ConnectionInfo", "Phase", "MOVES", "IllegalMove", "Exchange",
+           "Outcome", "Transport", "Host", "Dispatcher", "DeadlineKeeper", "connection_of",
            "PARK_IDLE", "PARK_HEAD", "PARK_CHANNEL"]
 
 error_log = logging.getLogger("gkit.error")
@@ -49,34 +46,6 @@ DRAIN_LIMIT = 65536  # unread body bytes read and dropped to keep a connection a
 PARK_IDLE = 1      # between requests: idle_timeout
 PARK_HEAD = 2      # a request head is half in: header_timeout
 PARK_CHANNEL = 3   # owned by a channel: no deadline
-
-
-class Phase(enum.IntEnum):
-    """Where a connection is in its life; only :class:`Connection` methods move it.
-
-    >>> sorted(p.name for p in MOVES[Phase.IN_APP])
-    ['CHANNEL', 'CLOSED', 'IDLE', 'SOCKET']
-    """
-
-    IDLE = 1     # no request: waiting for, or reading, a request head
-    IN_APP = 2   # the app computes a response; the exchange holds a worker slot
-    CHANNEL = 3  # a channel owns the response (the app call may still run)
-    SOCKET = 4   # the app owns the raw socket (issue 10): gkit writes nothing, no deadline
-    CLOSED = 5
-
-
-# The legal moves (h11's _state.py): anything else is a bug of ours, raised at once.
-MOVES: Dict[Phase, FrozenSet[Phase]] = {
-    Phase.IDLE: frozenset({Phase.IN_APP, Phase.CLOSED}),
-    Phase.IN_APP: frozenset({Phase.IDLE, Phase.CHANNEL, Phase.SOCKET, Phase.CLOSED}),
-    Phase.CHANNEL: frozenset({Phase.IDLE, Phase.CLOSED}),
-    Phase.SOCKET: frozenset({Phase.CLOSED}),
-    Phase.CLOSED: frozenset(),
-}
-
-
-class IllegalMove(RuntimeError):
-    """A connection was asked to move from one phase to one it cannot reach."""
 
 
 class ConnectionInfo:
@@ -385,9 +354,6 @@ class Connection:
         """Bytes that came after an upgrade request's head (a WebSocket's first frames)."""
         return self.parser.upgrade_data()  # type: ignore[no-any-return]
 
-    def sendfile(self, fd: int, offset: int, count: int) -> int:
-        return sendfile_all(self.fileno, fd, offset, count)
-
     def recv_wait(self) -> bytes:
         """Block this greenlet until data (or EOF, b"") comes."""
         return self.sock.recv(BUF)  # type: ignore[no-any-return]
@@ -614,19 +580,3 @@ class Connection:
             self._run()
         else:
             self.close()
-
-
-def sendfile_all(sock_fd: int, fd: int, offset: int, count: int) -> int:
-    """Cooperative ``os.sendfile``: waits for writability in gevent's hub."""
-    sent = 0
-    while sent < count:
-        try:
-            n = os.sendfile(sock_fd, fd, offset + sent, count - sent)
-        except BlockingIOError:
-            wait_write(sock_fd)
-            continue
-        if n == 0:
-            break
-        sent += n
-    return sent
-

@@ -37,32 +37,21 @@ def _wants_websocket(headers: Iterable[Tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
-                 headers: Any = None) -> Channel:
-    """Take the request's connection over as a :class:`Channel`.
-
-    On a WebSocket upgrade request it answers the handshake (101, with
-    ``subprotocol`` if the client offered it and any extra ``headers``); a bad
-    handshake is answered with 400 and the channel comes back closed. On plain
-    HTTP nothing is sent until the first ``send``.
-
-    >>> def app(environ, start_response):                  # doctest: +SKIP
-    ...     ch = with_channel(environ)
-    ...     ch.on_receive(ch.send)                         # echo
-    ...     return ch
-    """
+def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[Channel, bool]:
+    """Build the request's channel and hand the connection over to it; the
+    flag says whether it opened (False: a refused WebSocket handshake)."""
     conn = _connection(environ)
     ex = conn.exchange
     if ex is None:
         raise RuntimeError("with_channel must be called while gkit serves the request "
                            "(from the app call, before it returns)")
     if ex.channel is not None:
-        return ex.channel  # type: ignore[no-any-return]
+        return ex.channel, ex.channel.is_open
     req = ex.request
     if not _wants_websocket(req.headers):
         ch: Channel = HttpChannel(conn, req, ex.client)
         conn.hand_over(ch)
-        return ch  # reading starts once the app returned (its body may be unread)
+        return ch, True  # reading starts once the app returned (its body may be unread)
     config = conn.config
     extra = list(headers.items()) if hasattr(headers, "items") else list(headers or ())
     try:
@@ -77,13 +66,30 @@ def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
         ch.send({"status": 400, "body": f"400 Bad Request: {exc.reason}\n",
                  "headers": {"Content-Type": "text/plain; charset=utf-8",
                              "Sec-WebSocket-Version": "13", "Connection": "close"}})
-        return ch
+        return ch, False
     ws = WebSocketChannel(conn, req, ex.client, session)
     conn.hand_over(ws)
     if accesslog.enabled():
         accesslog.log_request(ex.client, req, 101, None, time.monotonic())
     ws.begin(response, conn.upgrade_data())
-    return ws
+    return ws, True
+
+
+def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
+                 headers: Any = None) -> Channel:
+    """Take the request's connection over as a :class:`Channel`.
+
+    On a WebSocket upgrade request it answers the handshake (101, with
+    ``subprotocol`` if the client offered it and any extra ``headers``); a bad
+    handshake is answered with 400 and the channel comes back closed. On plain
+    HTTP nothing is sent until the first ``send``.
+
+    >>> def app(environ, start_response):                  # doctest: +SKIP
+    ...     ch = with_channel(environ)
+    ...     ch.on_receive(ch.send)                         # echo
+    ...     return ch
+    """
+    return _open(environ, subprotocol, headers)[0]
 
 
 def as_channel(environ: Environ, *, on_open: Optional[Callable[[Channel], Any]] = None,
@@ -96,12 +102,12 @@ def as_channel(environ: Environ, *, on_open: Optional[Callable[[Channel], Any]] 
     >>> def app(environ, start_response):                  # doctest: +SKIP
     ...     return as_channel(environ, on_receive=lambda ch, msg: ch.send(msg))
     """
-    ch = with_channel(environ, subprotocol=subprotocol, headers=headers)
+    ch, opened = _open(environ, subprotocol, headers)
     # Messages that came with the handshake wait in the channel until
     # on_receive is set, so the order is http-kit's: open, messages, close.
     if on_ping is not None:
         ch.on_ping(lambda data: on_ping(ch, data))
-    if on_open is not None and (ch.is_open or ch.is_websocket):
+    if on_open is not None and opened:
         on_open(ch)
     if on_receive is not None:
         ch.on_receive(lambda message: on_receive(ch, message))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Protocol, Tuple
 
 from .config import Config
-from .exchange import Exchange, Outcome
+from .state import Exchange, Outcome
 from .pool import WorkerPool
 from .proto.h1 import Request
 from .proto.response import ResponseHead

@@ -24,12 +24,12 @@ from .channel import Channel
 from .config import Config
 from .connection import Connection
 from .errors import ProtocolError
-from .exchange import Exchange, Outcome
+from .state import Exchange, Outcome
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
 from .proto.response import (CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead,
                              build_head)
-from .wsgi_io import NO_BODY_INPUT, FileWrapper, Input
+from .wsgi_io import NO_BODY_INPUT, FileWrapper, Input, sendfile_all
 
 __all__ = ["Dispatch", "ResponseWriter", "FileWrapper", "Input", "NO_BODY_INPUT"]
 
@@ -295,7 +295,7 @@ def _write_result(conn: Connection, writer: ResponseWriter, result: Iterable[byt
             conn.send(writer.begin(count))
             if writer.head is not None and writer.head.mode == LENGTH:
                 count = min(count, writer.head.length or 0)
-            writer.sent = conn.sendfile(fd, offset, count)
+            writer.sent = sendfile_all(conn.fileno, fd, offset, count)
             writer.finish()
             return
     for chunk in result:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any, List, Optional, Tuple
 
+from gevent.socket import wait_write
+
 from .connection import Connection
 from .proto.h1 import Request
 
@@ -126,3 +128,18 @@ class FileWrapper:
         except (AttributeError, OSError, ValueError):
             return None
         return fd, offset, max(size - offset, 0)
+
+
+def sendfile_all(sock_fd: int, fd: int, offset: int, count: int) -> int:
+    """Cooperative ``os.sendfile``: waits for writability in gevent's hub."""
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, fd, offset + sent, count - sent)
+        except BlockingIOError:
+            wait_write(sock_fd)
+            continue
+        if n == 0:
+            break
+        sent += n
+    return sent
