@@ -60,10 +60,7 @@ class Outcome(enum.IntEnum):
 class Exchange:
     """Per-request state.
 
-    >>> from gkit.proto.h1 import make_parser, resolve_engine
-    >>> p = make_parser(resolve_engine("h11"), 8192, 65536, 1 << 20)
-    >>> p.feed(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
-    >>> ex = Exchange(p.next_event(), "worker-1", "127.0.0.1")
+    >>> ex = Exchange(request=None, worker="worker-1", client="127.0.0.1")  # request: a proto.h1.Request
     >>> ex.worker, ex.app_running, ex.channel
     ('worker-1', True, None)
     """
