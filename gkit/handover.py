@@ -19,6 +19,7 @@ from .channel import Channel, HttpChannel
 from .connection import Connection, connection_of
 from .errors import HandshakeError
 from .proto.websocket import accept_handshake
+from .state import Exchange
 from .websocket import WebSocketChannel
 
 error_log = logging.getLogger("gkit.error")
@@ -49,8 +50,7 @@ def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[C
         return ex.channel, ex.channel.is_open
     req = ex.request
     if not _wants_websocket(req.headers):
-        ch: Channel = HttpChannel(conn, req, ex.client)
-        conn.hand_over(ch)
+        ch: Channel = _http_channel(conn, ex)
         return ch, True  # reading starts once the app returned (its body may be unread)
     config = conn.config
     extra = list(headers.items()) if hasattr(headers, "items") else list(headers or ())
@@ -61,8 +61,7 @@ def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[C
             subprotocol=subprotocol, extra_headers=extra, deflate=config.ws_deflate,
             max_message=config.max_ws)
     except HandshakeError as exc:
-        ch = HttpChannel(conn, req, ex.client)
-        conn.hand_over(ch)
+        ch = _http_channel(conn, ex)
         ch.send({"status": 400, "body": f"400 Bad Request: {exc.reason}\n",
                  "headers": {"Content-Type": "text/plain; charset=utf-8",
                              "Sec-WebSocket-Version": "13", "Connection": "close"}})
@@ -73,6 +72,14 @@ def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[C
         accesslog.log_request(ex.client, req, 101, None, time.monotonic())
     ws.begin(response, conn.upgrade_data())
     return ws, True
+
+
+def _http_channel(conn: Connection, ex: Exchange) -> HttpChannel:
+    ch = HttpChannel(conn, ex.request, ex.client)
+    conn.hand_over(ch)
+    if accesslog.enabled():  # the channel writes the access line when its response ends
+        ch.log_from = ex.started or time.monotonic()
+    return ch
 
 
 def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,

@@ -199,11 +199,9 @@ class Dispatch:
         started = ex.started = time.monotonic() if logged else 0.0
         try:
             result = self.app(environ, writer)
-            # Once a channel was opened the channel alone answers, even if it
-            # already has and the connection moved on.
+            # Once a channel was opened the channel alone answers (and logs),
+            # even if it already has and the connection moved on.
             if ex.channel is not None:
-                if logged and not ex.channel_ended:
-                    ex.channel.log_from = started
                 return Outcome.HANDED_OVER
             if conn.handed_over:  # the app took the raw socket: gkit writes nothing more
                 return Outcome.HANDED_OVER
@@ -239,7 +237,7 @@ class Dispatch:
                     close()
                 except BaseException:  # as above: nothing from the app reaches the hub
                     error_log.exception("error in close() of the app's response")
-            if logged and (ex.channel is None or ex.channel_ended):
+            if logged and ex.channel is None and not conn.handed_over:
                 accesslog.log_request(ex.client, req,
                                       writer.head.status_code if writer.head else 500,
                                       writer.sent, started)

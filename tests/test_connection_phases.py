@@ -168,3 +168,42 @@ def test_raw_socket_hand_off_closes_after_the_app_returns(serve):
     conn.send(request())
     assert conn.read_until_close() == b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nraw"
     assert server.pool.running == 0
+
+
+@pytest.mark.parametrize("when", ["before-return", "after-return"])
+def test_channel_response_is_logged_with_its_own_status(serve, when):
+    """The access line of a channel's response carries the channel's status and
+    length, whether it ended before or after the app call returned."""
+    import logging
+
+    lines = []
+    logged = gevent.event.Event()
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+            logged.set()
+
+    logger = logging.getLogger("gkit.access")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def app(environ, start_response):
+        respond = async_response(environ)
+        answer = {"status": 202, "headers": {"Content-Type": "text/plain"}, "body": "now"}
+        if when == "before-return":
+            respond(answer)
+        else:
+            gevent.spawn(respond, answer)
+        return []
+
+    try:
+        server = serve(app)
+        resp = get(server.port, "/poll")
+        assert (resp.status, resp.body) == (202, b"now")
+        assert logged.wait(5)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert len(lines) == 1 and '"GET /poll HTTP/1.1" 202 3 ' in lines[0], lines
