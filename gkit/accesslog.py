@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-if TYPE_CHECKING:
-    from .connection import Connection
-    from .proto.h1 import Request
+from .proto.h1 import Request
 
 access_log = logging.getLogger("gkit.access")
 
@@ -18,17 +16,17 @@ def enabled() -> bool:
     return access_log.isEnabledFor(logging.INFO)
 
 
-def _header(req: "Request", name: bytes) -> str:
+def _header(req: Request, name: bytes) -> str:
     for key, value in req.headers:
         if key.lower() == name:
             return value.decode("latin-1").replace('"', "'")
     return "-"
 
 
-def log_request(conn: "Connection", req: "Request", status: int, length: Optional[int],
+def log_request(client: str, req: Request, status: int, length: Optional[int],
                 started: float) -> None:
-    """Write the access line of one request."""
-    remote = conn.client or "-"
+    """Write the access line of one request; ``client`` is its REMOTE_ADDR."""
+    remote = client or "-"
     when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
     line = f"{req.method} {req.target.decode('latin-1')} HTTP/{req.version}"
     access_log.info('%s - - [%s] "%s" %d %s "%s" "%s" %.6f', remote, when, line, status,

@@ -1,6 +1,13 @@
 """Channels: HTTP streaming, long polling and WebSocket behind one object.
 
-A channel owns its connection once the app asked for it. Writing never
+A channel owns its connection once the app asked for it, and talks to it
+only through ``transport.Transport`` (non-blocking write, a read watch,
+close). Every channel kind implements the one abstract :class:`Channel`
+(same signatures for HTTP and WebSocket), so callers never ask which kind
+they hold. Hook points: a hub or an SSE channel use only the public methods
+(``send``, ``is_open``, ``on_close``); WebSocket heartbeats call ``ping``.
+
+Writing never
 blocks the caller: ``send`` tries a non-blocking write and queues what the
 socket does not take at once; a flusher greenlet writes the queue out in
 order, so sends from many greenlets never interleave. Reading is done by the
@@ -9,28 +16,32 @@ an event holds neither a worker slot nor a greenlet.
 """
 from __future__ import annotations
 
+import abc
 import logging
 from collections import deque
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Callable, Deque, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple, Union
 
 from gevent.event import Event
 from greenlet import GreenletExit
 
+from . import accesslog
 from .errors import ChannelClosed
+from .proto.h1 import Request
 from .proto.response import CHUNKED, NO_BODY, UNTIL_CLOSE, BadResponse
-
-if TYPE_CHECKING:
-    from .connection import Connection
+from .transport import Transport
 
 error_log = logging.getLogger("gkit.error")
 
 Message = Union[str, bytes]
-BUF = 65536
 
 
-def _to_bytes(body: Any) -> bytes:
-    """A channel body as bytes: str (UTF-8), bytes-like, file-like, iterable, None."""
+def body_bytes(body: Any) -> bytes:
+    """A channel body as bytes: str (UTF-8), bytes-like, file-like, iterable, None.
+
+    >>> body_bytes(["a", b"b", None]), body_bytes(memoryview(b"c"))
+    (b'ab', b'c')
+    """
     if body is None:
         return b""
     if isinstance(body, bytes):
@@ -48,7 +59,7 @@ def _to_bytes(body: Any) -> bytes:
     except TypeError:
         raise TypeError(f"cannot send {type(body).__name__}: give str, bytes, a file, "
                         f"an iterable of those, or a response dict") from None
-    return b"".join(_to_bytes(part) for part in parts)
+    return b"".join(body_bytes(part) for part in parts)
 
 
 def _status_line(status: Any) -> str:
@@ -73,13 +84,15 @@ def _header_list(headers: Any) -> List[Tuple[str, str]]:
     return out
 
 
-class Channel:
+class Channel(abc.ABC):
     """The connection of one request, handed to the app (see ``with_channel``)."""
 
     is_websocket = False
 
-    def __init__(self, conn: "Connection") -> None:
-        self._conn = conn
+    def __init__(self, transport: Transport, request: Request, client: str) -> None:
+        self._conn = transport
+        self._request = request
+        self._client = client  # REMOTE_ADDR, for the access log
         self._open = True
         self._status: Optional[str] = None
         self._on_receive: Optional[Callable[[Message], Any]] = None
@@ -152,15 +165,20 @@ class Channel:
             self._drained = Event()
         return self._drained.wait(timeout) and not self._write_failed
 
+    @abc.abstractmethod
     def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
-        raise NotImplementedError
+        """Queue ``data`` for the client without blocking; False if closed."""
 
+    @abc.abstractmethod
     def close(self) -> bool:
-        raise NotImplementedError
+        """End the channel; True the first time."""
+
+    @abc.abstractmethod
+    def ping(self, data: bytes = b"") -> bool:
+        """Send a WebSocket ping; False where there is none to send (HTTP, closed)."""
 
     def __repr__(self) -> str:
-        kind = "WebSocket" if self.is_websocket else "HTTP"
-        return f"<gkit.Channel {kind} {'open' if self._open else 'closed'} {self._conn.addr}>"
+        return f"<gkit.Channel {type(self).__name__} {'open' if self._open else 'closed'} {self._conn.addr}>"
 
     # -- delivery --------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -211,11 +229,9 @@ class Channel:
         conn = self._conn
         if conn.closed:
             return False
-        if not self._outbox and not self._flushing and conn.raw is not None:
+        if not self._outbox and not self._flushing:
             try:
-                n = conn.raw.send(data)
-            except BlockingIOError:
-                n = 0
+                n = conn.try_send(data)
             except OSError:
                 self._lost()
                 return False
@@ -226,7 +242,7 @@ class Channel:
         self._buffered += len(data)
         if self._drained is not None and self._drained.is_set():
             self._drained = None  # a finished flush says nothing about these bytes
-        if self._buffered > conn.server.config.max_buffered:
+        if self._buffered > conn.config.max_buffered:
             error_log.warning("closing a channel to %s: %d unwritten bytes passed max_buffered",
                               conn.addr, self._buffered)
             self._outbox.clear()
@@ -247,7 +263,7 @@ class Channel:
             while self._outbox and not conn.closed:
                 data = b"".join(self._outbox)
                 self._outbox.clear()
-                conn.sock.sendall(data)
+                conn.send(data)
                 self._buffered = max(0, self._buffered - len(data))
         except OSError:
             self._outbox.clear()
@@ -280,34 +296,35 @@ class Channel:
         self._closed("client-close")
 
     def _log(self) -> None:
-        if self.log_from is not None and self._conn.request is not None:
-            from .accesslog import log_request
-            log_request(self._conn, self._conn.request, self._status_code or 499,
-                        self._sent, self.log_from)
+        if self.log_from is not None:
+            accesslog.log_request(self._client, self._request, self._status_code or 499,
+                                  self._sent, self.log_from)
             self.log_from = None
 
     def _overflow(self) -> None:
         self._conn.close()
         self._closed("server-close")
 
-    # -- used by the server and the WSGI layer ------------------------------------------
-    def start_reading(self) -> None:
-        raise NotImplementedError
+    # -- used by the connection and the WSGI layer ---------------------------------------
+    @abc.abstractmethod
+    def app_returned(self) -> None:
+        """The app call that opened the channel has returned (its request
+        body may still be unread)."""
 
+    @abc.abstractmethod
     def server_close(self) -> None:
-        """The server is stopping."""
-        raise NotImplementedError
+        """The server is stopping: end with ``on_close("server-close")``."""
 
+    @abc.abstractmethod
     def abort(self) -> None:
         """The app raised after opening the channel."""
-        raise NotImplementedError
 
 
 class HttpChannel(Channel):
     """Streaming and long polling over one HTTP response."""
 
-    def __init__(self, conn: "Connection") -> None:
-        super().__init__(conn)
+    def __init__(self, transport: Transport, request: Request, client: str) -> None:
+        super().__init__(transport, request, client)
         self._mode: Optional[int] = None   # framing once the head is sent
         self._keep_alive = False
         self._discard = False   # an unread request body is being dropped: close after
@@ -320,7 +337,7 @@ class HttpChannel(Channel):
             if self._mode is None:
                 out = self._head(data, close)
             else:
-                body = _to_bytes(data.get("body") if isinstance(data, dict) else data)
+                body = body_bytes(data.get("body") if isinstance(data, dict) else data)
                 out = self._frame(body)
         except (BadResponse, TypeError, ValueError) as exc:
             # As for a WSGI app: what cannot be written is answered with 500
@@ -340,17 +357,13 @@ class HttpChannel(Channel):
         if isinstance(data, dict):
             status = _status_line(data.get("status", 200))
             headers = _header_list(data.get("headers"))
-            body = _to_bytes(data.get("body"))
+            body = body_bytes(data.get("body"))
         else:
-            status, body = "200 OK", _to_bytes(data)
+            status, body = "200 OK", body_bytes(data)
             headers = [("Content-Type", "text/html; charset=utf-8")]
-        conn = self._conn
-        req = conn.request
-        assert req is not None
-        server = conn.server
-        head = server.response_head(
-            status, headers, req.method, req.version,
-            req.keep_alive and not conn.closing and not req.upgrade and not self._discard,
+        req = self._request
+        head = self._conn.response_head(
+            status, headers, req, req.keep_alive and not req.upgrade and not self._discard,
             len(body) if close else None)
         self._mode = head.mode
         self._keep_alive = head.keep_alive
@@ -382,25 +395,28 @@ class HttpChannel(Channel):
         conn = self._conn
         self._when_flushed(lambda: conn.channel_done(keep))
 
-    def start_reading(self, discard: bool = False) -> None:
-        """Watch the socket while the response is open. With ``discard``, the
-        rest of an unread request body is dropped as it comes."""
-        self._discard = self._discard or discard
-        conn = self._conn
-        if conn.raw is not None and not conn.closed:
-            from .connection import PARK_CHANNEL
-            conn.park(PARK_CHANNEL, self._readable)
+    def ping(self, data: bytes = b"") -> bool:
+        return False  # HTTP has no pings
+
+    def app_returned(self) -> None:
+        """The app is done with the request body now: watch for the client
+        leaving while the response stays open. A body too big to drop now is
+        dropped as it comes, and the connection closes after the response."""
+        if self._open:
+            if not self._conn.drain_body():
+                self._discard = True
+            self._start_reading()
+
+    def _start_reading(self) -> None:
+        self._conn.watch(self._readable)  # on TLS: not watched
 
     def _readable(self) -> None:
         """While the response is open, the only thing to learn from the
         client is that it left; a pipelined request waits in the parser."""
         conn = self._conn
-        try:
-            data = conn.raw.recv(BUF)
-        except BlockingIOError:
-            return self.start_reading()
-        except OSError:
-            data = b""
+        data = conn.recv_now()
+        if data is None:
+            return self._start_reading()
         if not data:
             if self._open:
                 conn.close()
@@ -408,8 +424,8 @@ class HttpChannel(Channel):
                 self._closed("client-close")
             return
         if self._discard:
-            return self.start_reading()
-        conn.parser.feed(data)
+            return self._start_reading()
+        conn.pipelined(data)
 
     def server_close(self) -> None:
         if self._open:

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, NoReturn, Optional
 
-from .listen import Bind, BindError, Listener, adopt, bind_all, cooperative, parse_bind
+from .listen import (FDS_ENV, Bind, BindError, Listener, adopt, bind_all, cooperative,
+                     parse_bind)
 from .supervisor import APP_LOAD_ERROR
 from .tls import CertificateError, ssl_context_from
 
@@ -36,9 +37,6 @@ log = logging.getLogger("gkit")
 # Exit code of usage and configuration errors (argparse's); a worker that
 # could not start exits 3 and an app that cannot be imported 4, as gunicorn's.
 USAGE_ERROR = 2
-
-# A child started by --reload gets the listening sockets' descriptors here.
-FDS_ENV = "GKIT_LISTEN_FDS"
 
 
 class UsageError(Exception):

@@ -1,4 +1,5 @@
-"""One client connection: the greenlet loop, parking, and request dispatch.
+"""One client connection: the socket, parking, reads and writes, and the
+connection's phase -- the one owner of a connection's state.
 
 An idle keep-alive connection holds no greenlet: when a non-blocking read
 finds nothing, the connection *parks* (a libev read watcher, a few hundred
@@ -8,6 +9,11 @@ a fresh greenlet. So 10,000 idle connections cost no greenlet stacks.
 Reads go straight to the non-blocking ``_socket`` under gevent's socket (no
 hub round trip when data is there); writes try a plain ``send`` first and
 fall back to gevent's cooperative ``sendall`` for what is left.
+
+This module imports only ``proto`` and the bottom layer (errors, config,
+pool, runners). What it needs from above it names as Protocols: the
+:class:`Host` (the server), its :class:`Dispatcher` (the WSGI side) and
+:class:`DeadlineKeeper`; what it offers to channels is :class:`Transport`.
 """
 from __future__ import annotations
 
@@ -15,18 +21,21 @@ import logging
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
+from .config import Config
 from .errors import ProtocolError
+from .state import MOVES, Exchange, IllegalMove, Outcome, Phase
+from .pool import PoolFull, WorkerPool
 from .proto.h1 import CLOSED, END, NEED_DATA, Request, make_parser
-from .proto.response import error_response
-from .wsgi import HANDED_OVER, ClientGone, run_app, sendfile_all
+from .proto.response import ResponseHead, error_response
+from .transport import DeadlineKeeper, Dispatcher, Host, Transport  # noqa: F401 (re-exported)
 
-if TYPE_CHECKING:
-    from .channel import Channel
-    from .server import Server
+__all__ = ["Connection", "ConnectionInfo", "Phase", "MOVES", "IllegalMove", "Exchange",
+           "Outcome", "Transport", "Host", "Dispatcher", "DeadlineKeeper", "connection_of",
+           "PARK_IDLE", "PARK_HEAD", "PARK_CHANNEL"]
 
 error_log = logging.getLogger("gkit.error")
 
@@ -39,17 +48,56 @@ PARK_HEAD = 2      # a request head is half in: header_timeout
 PARK_CHANNEL = 3   # owned by a channel: no deadline
 
 
+class ConnectionInfo:
+    """``environ["gkit.connection"]``: what an app may know about its connection.
+
+    One object per connection (the same for every request it carries, so it
+    can key a ``WeakKeyDictionary``): ``addr`` (the peer's address),
+    ``secure`` (TLS) and ``engine`` (the HTTP/1.1 engine). ``with_channel``
+    finds the connection through it, from Flask's ``request.environ`` or
+    Django's ``request.META`` alike.
+    """
+
+    __slots__ = ("_conn", "__weakref__")
+
+    def __init__(self, conn: "Connection") -> None:
+        self._conn = conn
+
+    @property
+    def addr(self) -> Tuple[str, int]:
+        return self._conn.addr
+
+    @property
+    def secure(self) -> bool:
+        return self._conn.secure
+
+    @property
+    def engine(self) -> str:
+        return self._conn.host.engine
+
+    def __repr__(self) -> str:
+        return f"<gkit.ConnectionInfo {self.addr} {self._conn.phase.name}>"
+
+
+def connection_of(info: Any) -> "Connection":
+    """The :class:`Connection` behind ``environ["gkit.connection"]`` (for gkit's
+    own upper layers: handover, compatibility shims); RuntimeError if none."""
+    if not isinstance(info, ConnectionInfo):
+        raise RuntimeError("with_channel needs a request served by gkit: the environ has no "
+                           "'gkit.connection' (run the app with gkit.run_server or gkit's CLI)")
+    return info._conn
+
+
 class Connection:
-    """A client connection from accept to close."""
+    """A client connection from accept to close. Implements :class:`Transport`."""
 
-    __slots__ = ("server", "sock", "raw", "addr", "secure", "fileno", "parser", "watcher",
-                 "greenlet", "closed", "closing", "busy", "channel", "on_readable", "body_done",
-                 "request", "resume_pending", "head_since", "handed_over", "client",
-                 "__weakref__")
+    __slots__ = ("host", "sock", "raw", "addr", "secure", "fileno", "parser", "watcher",
+                 "greenlet", "phase", "closing", "on_readable", "head_since", "exchange",
+                 "_drain", "_info", "__weakref__")
 
-    def __init__(self, server: "Server", sock: socket.socket, addr: Tuple[str, int],
+    def __init__(self, host: Host, sock: socket.socket, addr: Tuple[str, int],
                  secure: bool = False) -> None:
-        self.server = server
+        self.host = host
         self.sock = sock
         self.secure = secure
         # The non-blocking _socket under gevent's socket, for reads and writes
@@ -58,22 +106,40 @@ class Connection:
         self.raw = None if secure else sock._sock  # type: ignore[attr-defined]
         self.addr = addr[:2] if isinstance(addr, tuple) else ("", 0)
         self.fileno = sock.fileno()
-        config = server.config
-        self.parser = make_parser(server.engine, config.max_line, config.max_head,
+        config = host.config
+        self.parser = make_parser(host.engine, config.max_line, config.max_head,
                                   config.max_body)
         self.watcher: Any = None
         self.greenlet: Optional[greenlet] = None
-        self.closed = False
-        self.closing = False     # the server is stopping: answer, then close
-        self.busy = False        # an app call is in flight
-        self.channel: Optional["Channel"] = None
+        self.phase = Phase.IDLE
+        self.closing = False     # shutdown() was called: answer what is in flight, then close
         self.on_readable: Any = None  # what a parked connection does when data comes
-        self.body_done = True    # the current request's END was read
-        self.request: Optional[Request] = None
-        self.resume_pending = False  # a channel ended its response while the app still ran
         self.head_since = 0.0    # when the first byte of a half-received head came
-        self.handed_over = False  # a channel was opened for the current request
-        self.client = self.addr[0]  # REMOTE_ADDR of the current request (after proxy headers)
+        self.exchange: Optional[Exchange] = None  # the request in flight, if any
+        self._drain = False      # left parked by shutdown() to serve a request already sent
+        self._info: Optional[ConnectionInfo] = None
+
+    # -- the phase ---------------------------------------------------------------
+    def _move(self, to: Phase) -> None:
+        if to not in MOVES[self.phase]:
+            raise IllegalMove(f"connection {self.addr}: {self.phase.name} -> {to.name}")
+        self.phase = to
+
+    @property
+    def closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    @property
+    def config(self) -> Config:
+        return self.host.config
+
+    @property
+    def info(self) -> ConnectionInfo:
+        """The app's view of this connection (made on first use)."""
+        info = self._info
+        if info is None:
+            info = self._info = ConnectionInfo(self)
+        return info
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -82,22 +148,22 @@ class Connection:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass  # a Unix socket
-        self.sock.settimeout(self.server.config.idle_timeout)
-        self.server.track(self)
+        self.sock.settimeout(self.host.config.idle_timeout)
+        self.host.track(self)
         if self.secure:
             self.spawn(self._run_tls)
         else:
             self.park(PARK_IDLE, self._run)
 
-    def spawn(self, run: Any) -> None:
+    def spawn(self, run: Callable[[], Any]) -> None:
         """Run ``run`` in a greenlet of this connection (a reused runner)."""
-        self.server.runners.spawn(self._guard, run)
+        self.host.runners.spawn(self._guard, run)
 
     def _guard(self, run: Any) -> None:
         self.greenlet = getcurrent()
         try:
             run()
-        except (OSError, ClientGone):
+        except OSError:
             self.close()
         except ProtocolError as exc:
             self.fail(exc.status_hint, exc.reason)
@@ -111,29 +177,31 @@ class Connection:
         finally:
             self.greenlet = None
 
-    def park(self, why: int, on_readable: Any) -> None:
+    def park(self, why: int, on_readable: Callable[[], Any]) -> None:
         """Give up the greenlet; call ``on_readable`` in a new one when data comes."""
-        if self.closed:
+        if self.phase is Phase.CLOSED:
+            return
+        if why == PARK_IDLE and self.closing and not self._drain:
+            self.close()  # the server is stopping and nothing more came: done
             return
         w = self.watcher
         if w is None:
-            w = self.watcher = self.server.hub.loop.io(self.fileno, 1)
+            w = self.watcher = self.host.hub.loop.io(self.fileno, 1)
         self.on_readable = on_readable
         w.start(self._wake)
-        server = self.server
-        if why == PARK_IDLE and server.status == "running":
-            server.idle[self] = server.now + server.idle_after
-        else:
-            server.parked(self, why)
+        if why != PARK_CHANNEL:
+            self.host.deadlines.park(self, why)
 
     def _wake(self) -> None:  # in the hub
         self.watcher.stop()
-        server = self.server
-        server.idle.pop(self, None)
-        if server.head_parked:
-            server.head_parked.pop(self, None)
-        if not self.closed:
-            server.runners.spawn(self._guard, self.on_readable)
+        self.host.deadlines.unpark(self)
+        if self.phase is not Phase.CLOSED:
+            self.host.runners.spawn(self._guard, self.on_readable)
+
+    @property
+    def parked(self) -> bool:
+        """Is this connection waiting on its read watcher?"""
+        return self.watcher is not None and bool(self.watcher.active)
 
     def has_unread_bytes(self) -> bool:
         """Are bytes waiting in the socket (a parked connection's next request)?"""
@@ -147,12 +215,32 @@ class Connection:
     def unpark(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-        self.server.unparked(self)
+        self.host.deadlines.unpark(self)
+
+    def shutdown(self, wait: bool = False) -> bool:
+        """The server is stopping. With ``wait`` (a graceful stop's first
+        pass): what is in flight goes on, answered with ``Connection: close``;
+        an idle connection closes, unless a request already waits in its
+        socket: then it stays to serve it and True is returned. Without:
+        an open channel gets ``on_close("server-close")`` and the socket closes."""
+        self.closing = True
+        if wait:
+            if self.phase is Phase.IDLE and self.parked:
+                if self.has_unread_bytes():
+                    self._drain = True
+                    return True
+                self.close()
+            return False
+        ex = self.exchange
+        if ex is not None and ex.channel is not None and not ex.channel_ended:
+            ex.channel.server_close()
+        self.close()
+        return False
 
     def close(self) -> None:
-        if self.closed:
+        if self.phase is Phase.CLOSED:
             return
-        self.closed = True
+        self.phase = Phase.CLOSED  # legal from every phase
         self.unpark()
         if self.watcher is not None:
             self.watcher.close()
@@ -161,7 +249,7 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
-        self.server.untrack(self)
+        self.host.untrack(self)
 
     def fail(self, status: int, reason: str) -> None:
         """Answer a bad request with ``status`` and close."""
@@ -169,10 +257,9 @@ class Connection:
         self.linger_close()
 
     def send_error(self, status: int, reason: str) -> None:
-        server = self.server
         try:
-            self.send(error_response(status, reason, date=server.date(),
-                                     server=server.config.server_header))
+            self.send(error_response(status, reason, date=self.host.date(),
+                                     server=self.host.config.server_header))
         except OSError:
             pass
 
@@ -180,7 +267,7 @@ class Connection:
         """Close after the client has read what we sent: stop writing, then
         drop what it still sends for a moment, so the kernel does not answer
         its unread bytes with a reset that destroys our response."""
-        if self.closed:
+        if self.phase is Phase.CLOSED:
             return
         self.unpark()
         try:
@@ -196,8 +283,9 @@ class Connection:
             pass
         self.close()
 
-    # -- I/O -------------------------------------------------------------------
+    # -- I/O (the Transport interface) ----------------------------------------------
     def send(self, data: Any) -> None:
+        """Write all of ``data``, blocking this greenlet until the socket took it."""
         raw = self.raw
         if raw is not None:
             try:
@@ -209,12 +297,66 @@ class Connection:
             data = memoryview(data)[n:]
         self.sock.sendall(data)
 
-    def sendfile(self, fd: int, offset: int, count: int) -> int:
-        return sendfile_all(self.fileno, fd, offset, count)
+    def try_send(self, data: bytes) -> int:
+        """Write what the socket takes now without blocking; the count written
+        (0 on TLS, where only :meth:`send` writes). OSError if the peer left."""
+        raw = self.raw
+        if raw is None:
+            return 0
+        try:
+            return raw.send(data)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            return 0
+
+    def recv_now(self) -> Optional[bytes]:
+        """The bytes waiting now: b"" at EOF or on an error, None when none
+        are waiting. On TLS it blocks this greenlet until bytes come."""
+        raw = self.raw
+        try:
+            if raw is None:
+                return self.sock.recv(BUF)  # type: ignore[no-any-return]
+            return raw.recv(BUF)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def watch(self, on_readable: Callable[[], Any], tls_reader: bool = False) -> None:
+        """Call ``on_readable`` in a greenlet when bytes come, holding no
+        greenlet meanwhile. On TLS readiness says nothing about data: with
+        ``tls_reader`` a greenlet runs ``on_readable`` at once (blocking in
+        :meth:`recv_now`, with no deadline), else nothing is watched."""
+        if self.phase is Phase.CLOSED:
+            return
+        if self.raw is not None:
+            self.park(PARK_CHANNEL, on_readable)
+        elif tls_reader:
+            self.sock.settimeout(None)
+            self.spawn(on_readable)
+
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> Any:
+        """A started libev timer calling ``fn`` in the hub; ``.stop()`` cancels it."""
+        timer = self.host.hub.loop.timer(delay)
+        timer.start(fn)
+        return timer
+
+    def response_head(self, status: str, headers: Any, req: Request, keep_alive: bool,
+                      length: Optional[int]) -> ResponseHead:
+        """A response head for ``req`` (memoized by the dispatcher)."""
+        return self.host.dispatcher.response_head(status, headers, req.method, req.version,
+                                                  keep_alive and not self.closing, length)
+
+    def pipelined(self, data: bytes) -> None:
+        """Bytes of a next request that came while a channel's response was open."""
+        self.parser.feed(data)
+
+    def upgrade_data(self) -> bytes:
+        """Bytes that came after an upgrade request's head (a WebSocket's first frames)."""
+        return self.parser.upgrade_data()  # type: ignore[no-any-return]
 
     def recv_wait(self) -> bytes:
         """Block this greenlet until data (or EOF, b"") comes."""
-        return self.sock.recv(BUF)
+        return self.sock.recv(BUF)  # type: ignore[no-any-return]
 
     def read_body(self) -> bytes:
         """The next piece of the request body; b"" at its end."""
@@ -228,7 +370,8 @@ class Connection:
                 parser.feed(data)
                 continue
             if ev is END:
-                self.body_done = True
+                if self.exchange is not None:
+                    self.exchange.body_done = True
                 return b""
             if type(ev) is bytes:
                 return ev
@@ -236,7 +379,8 @@ class Connection:
 
     def drain_body(self) -> bool:
         """Drop the unread rest of a body to keep the connection; False if too much."""
-        if self.body_done:
+        ex = self.exchange
+        if ex is None or ex.body_done:
             return True
         left = DRAIN_LIMIT
         try:
@@ -253,7 +397,6 @@ class Connection:
     def _run(self) -> None:
         parser = self.parser
         raw = self.raw
-        server = self.server
         # Whether the socket may hold unread bytes. Woken by the watcher: yes.
         # After a read shorter than the buffer, or after answering a request,
         # it almost never does, and parking at once saves a recv() that would
@@ -289,7 +432,7 @@ class Connection:
                 return
             if type(ev) is not Request:
                 raise ProtocolError("request body without a request")
-            if not self._dispatch(ev, server):
+            if not self._dispatch(ev):
                 return
             readable = False
 
@@ -305,11 +448,11 @@ class Connection:
 
     def _run_tls(self) -> None:
         from .tls import handshake
-        handshake(self.sock, self.server.config.header_timeout)
+        handshake(self.sock, self.host.config.header_timeout)
         self._run()
 
     def _recv_tls(self) -> bytes:
-        config = self.server.config
+        config = self.host.config
         in_head = self.parser.in_head
         if in_head:
             if not self.head_since:
@@ -319,7 +462,7 @@ class Connection:
         else:
             self.sock.settimeout(config.idle_timeout)
         try:
-            return self.sock.recv(BUF)
+            return self.sock.recv(BUF)  # type: ignore[no-any-return]
         except socket.timeout:
             if in_head:
                 raise ProtocolError("request head not complete in time", 408) from None
@@ -327,69 +470,113 @@ class Connection:
         finally:
             self.sock.settimeout(config.idle_timeout)
 
-    def _dispatch(self, req: Request, server: "Server") -> bool:
+    def _dispatch(self, req: Request) -> bool:
         """Run the app for one request; True when the loop goes on."""
-        pool = server.pool
+        host = self.host
+        pool: WorkerPool = host.pool
         try:
             worker = pool.acquire()
-        except Exception as exc:  # PoolFull
+        except PoolFull as exc:
             self.fail(503, str(exc))
             return False
         g = getcurrent()
         g.name = worker  # type: ignore[attr-defined]
-        if server.draining:
-            server.draining.discard(self)  # now counted as busy instead
+        self._drain = False
+        host.request_started(self)
         self.head_since = 0.0
-        self.handed_over = False
-        self.request = req
-        self.body_done = False
-        self.busy = True
-        server.requests += 1
-        server.busy += 1
+        ex = self.exchange = Exchange(req, worker, self.addr[0])
+        self._move(Phase.IN_APP)
         try:
-            keep = run_app(self, req, req.keep_alive and not self.closing and not req.upgrade)
+            outcome = host.dispatcher.run(
+                self, ex, req.keep_alive and not self.closing and not req.upgrade)
         finally:
-            pool.release(worker)
-            self.busy = False
-            server.busy -= 1
-            if server.status == "stopping":
-                server.busy_ended()  # stop() may be waiting for the last app call
-        if keep is HANDED_OVER:
-            channel = self.channel
-            if channel is not None and not channel.is_websocket and channel.is_open:
-                # The app is done with the request body now: watch for the
-                # client leaving while the response stays open. A body too
-                # big to drop now is dropped as it comes, and the connection
-                # closes after the response.
-                channel.start_reading(discard=not self.drain_body())
-            if self.resume_pending:  # the channel already answered: go on here
-                self.resume_pending = False
-                if self.drain_body() and not self.closing:
-                    self.parser.start_next_cycle()
-                    return True
-                self.close()
-            return False
-        if keep and not self.closing:
-            self.parser.start_next_cycle()
+            ex.app_running = False
+            self._release_slot(ex)
+            host.request_ended(self)
+        if outcome is Outcome.HANDED_OVER:
+            return self._after_hand_over(ex)
+        if outcome is Outcome.KEEP_ALIVE and not self.closing and self.phase is Phase.IN_APP:
+            self._next_request()
             return True
         self.linger_close() if req.has_body else self.close()
+        return False
+
+    def _release_slot(self, ex: Exchange) -> None:
+        worker = ex.worker
+        if worker is not None:
+            ex.worker = None  # never released twice
+            self.host.pool.release(worker)
+
+    def _next_request(self) -> None:
+        self._move(Phase.IDLE)
+        self.exchange = None
+        self.parser.start_next_cycle()
+
+    # -- hand-overs ------------------------------------------------------------------
+    def hand_over(self, channel: Any) -> None:
+        """A channel owns the current request's response from now on. The
+        worker slot is given back at once (a channel holds no worker), even
+        while the app call goes on."""
+        ex = self.exchange
+        if ex is None:
+            raise RuntimeError("no request in flight to hand over")
+        self._move(Phase.CHANNEL)
+        ex.channel = channel
+        self._release_slot(ex)
+
+    def hand_over_socket(self) -> socket.socket:
+        """The app takes the raw socket (gunicorn's ``environ["gunicorn.socket"]``
+        contract, issue 10): the worker slot is given back, the socket gets no
+        deadline, gkit writes nothing more on it and closes it once the app
+        call returns."""
+        ex = self.exchange
+        if ex is None:
+            raise RuntimeError("no request in flight to hand over")
+        self._move(Phase.SOCKET)
+        self._release_slot(ex)
+        self.unpark()
+        self.sock.settimeout(None)
+        return self.sock
+
+    @property
+    def handed_over(self) -> bool:
+        """Does a channel or the app own the current response (not gkit's writer)?"""
+        return self.phase is Phase.CHANNEL or self.phase is Phase.SOCKET
+
+    def _after_hand_over(self, ex: Exchange) -> bool:
+        if self.phase is Phase.SOCKET:
+            self.close()  # the app had the socket; its call is over
+            return False
+        if self.phase is Phase.CLOSED:
+            return False
+        channel = ex.channel
+        if channel is not None and not ex.channel_ended:
+            channel.app_returned()
+        if ex.resume:  # the channel already answered: go on here
+            ex.resume = False
+            if self.drain_body() and not self.closing and self.phase is Phase.CHANNEL:
+                self._next_request()
+                return True
+            self.close()
         return False
 
     def channel_done(self, keep_alive: bool) -> None:
         """A channel wrote its whole response: serve the next request on this
         connection (keep-alive), or close it."""
-        self.channel = None
+        ex = self.exchange
+        if ex is not None:
+            ex.channel_ended = True
         self.unpark()
-        if not keep_alive or self.closing:
+        if not keep_alive or self.closing or ex is None or self.phase is not Phase.CHANNEL:
             self.close()
-        elif self.busy:
-            self.resume_pending = True  # _dispatch goes on once the app returns
+        elif ex.app_running:
+            ex.resume = True  # _dispatch goes on once the app returns
         else:
             self.spawn(self._resume)
 
     def _resume(self) -> None:
-        if self.drain_body():
-            self.parser.start_next_cycle()
+        if self.phase is Phase.CHANNEL and self.drain_body():
+            self._next_request()
             self._run()
         else:
             self.close()

@@ -1,14 +1,25 @@
 """How a request becomes a channel: ``with_channel``, ``as_channel``,
-``async_response`` (the http-kit API)."""
+``async_response`` (the http-kit API).
+
+Each builds a channel on the request's connection (found through
+``environ["gkit.connection"]``) and calls ``conn.hand_over(channel)``: the
+connection moves to its CHANNEL phase and gives the worker slot back at once.
+Hook point: other hand-overs (a gevent-websocket object, the raw-socket
+hand-off of issue 10) live in their own modules beside this one and end in
+``conn.hand_over`` the same way.
+"""
 from __future__ import annotations
 
 import logging
 import time
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
+from . import accesslog
 from .channel import Channel, HttpChannel
+from .connection import Connection, connection_of
 from .errors import HandshakeError
 from .proto.websocket import accept_handshake
+from .state import Exchange
 from .websocket import WebSocketChannel
 
 error_log = logging.getLogger("gkit.error")
@@ -16,12 +27,8 @@ error_log = logging.getLogger("gkit.error")
 Environ = Dict[str, Any]
 
 
-def _connection(environ: Environ) -> Any:
-    conn = environ.get("gkit.connection")
-    if conn is None:
-        raise RuntimeError("with_channel needs a request served by gkit: the environ has no "
-                           "'gkit.connection' (run the app with gkit.run_server or gkit's CLI)")
-    return conn
+def _connection(environ: Environ) -> Connection:
+    return connection_of(environ.get("gkit.connection"))
 
 
 def _wants_websocket(headers: Iterable[Tuple[bytes, bytes]]) -> bool:
@@ -29,6 +36,50 @@ def _wants_websocket(headers: Iterable[Tuple[bytes, bytes]]) -> bool:
         if name.lower() == b"upgrade" and b"websocket" in value.lower():
             return True
     return False
+
+
+def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[Channel, bool]:
+    """Build the request's channel and hand the connection over to it; the
+    flag says whether it opened (False: a refused WebSocket handshake)."""
+    conn = _connection(environ)
+    ex = conn.exchange
+    if ex is None:
+        raise RuntimeError("with_channel must be called while gkit serves the request "
+                           "(from the app call, before it returns)")
+    if ex.channel is not None:
+        return ex.channel, ex.channel.is_open
+    req = ex.request
+    if not _wants_websocket(req.headers):
+        ch: Channel = _http_channel(conn, ex)
+        return ch, True  # reading starts once the app returned (its body may be unread)
+    config = conn.config
+    extra = list(headers.items()) if hasattr(headers, "items") else list(headers or ())
+    try:
+        response, session = accept_handshake(
+            req.method, "HTTP/" + req.version,
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in req.headers],
+            subprotocol=subprotocol, extra_headers=extra, deflate=config.ws_deflate,
+            max_message=config.max_ws)
+    except HandshakeError as exc:
+        ch = _http_channel(conn, ex)
+        ch.send({"status": 400, "body": f"400 Bad Request: {exc.reason}\n",
+                 "headers": {"Content-Type": "text/plain; charset=utf-8",
+                             "Sec-WebSocket-Version": "13", "Connection": "close"}})
+        return ch, False
+    ws = WebSocketChannel(conn, req, ex.client, session)
+    conn.hand_over(ws)
+    if accesslog.enabled():
+        accesslog.log_request(ex.client, req, 101, None, time.monotonic())
+    ws.begin(response, conn.upgrade_data())
+    return ws, True
+
+
+def _http_channel(conn: Connection, ex: Exchange) -> HttpChannel:
+    ch = HttpChannel(conn, ex.request, ex.client)
+    conn.hand_over(ch)
+    if accesslog.enabled():  # the channel writes the access line when its response ends
+        ch.log_from = ex.started or time.monotonic()
+    return ch
 
 
 def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
@@ -45,41 +96,7 @@ def with_channel(environ: Environ, *, subprotocol: Optional[str] = None,
     ...     ch.on_receive(ch.send)                         # echo
     ...     return ch
     """
-    conn = _connection(environ)
-    if conn.channel is not None:
-        return conn.channel
-    conn.handed_over = True
-    req = conn.request
-    if not _wants_websocket(req.headers):
-        ch: Channel = HttpChannel(conn)
-        conn.channel = ch
-        return ch  # reading starts once the app returned (its body may be unread)
-    config = conn.server.config
-    extra = list(headers.items()) if hasattr(headers, "items") else list(headers or ())
-    try:
-        response, session = accept_handshake(
-            req.method, "HTTP/" + req.version,
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in req.headers],
-            subprotocol=subprotocol, extra_headers=extra, deflate=config.ws_deflate,
-            max_message=config.max_ws)
-    except HandshakeError as exc:
-        ch = HttpChannel(conn)
-        conn.channel = ch
-        ch.send({"status": 400, "body": f"400 Bad Request: {exc.reason}\n",
-                 "headers": {"Content-Type": "text/plain; charset=utf-8",
-                             "Sec-WebSocket-Version": "13", "Connection": "close"}})
-        return ch
-    ws = WebSocketChannel(conn, session)
-    conn.channel = ws
-    ws._write(response)
-    from . import accesslog
-    if accesslog.enabled():
-        accesslog.log_request(conn, req, 101, None, time.monotonic())
-    trailing = conn.parser.upgrade_data()
-    if trailing:
-        ws.feed(trailing)
-    ws.start_reading()
-    return ws
+    return _open(environ, subprotocol, headers)[0]
 
 
 def as_channel(environ: Environ, *, on_open: Optional[Callable[[Channel], Any]] = None,
@@ -92,12 +109,12 @@ def as_channel(environ: Environ, *, on_open: Optional[Callable[[Channel], Any]] 
     >>> def app(environ, start_response):                  # doctest: +SKIP
     ...     return as_channel(environ, on_receive=lambda ch, msg: ch.send(msg))
     """
-    ch = with_channel(environ, subprotocol=subprotocol, headers=headers)
+    ch, opened = _open(environ, subprotocol, headers)
     # Messages that came with the handshake wait in the channel until
     # on_receive is set, so the order is http-kit's: open, messages, close.
     if on_ping is not None:
         ch.on_ping(lambda data: on_ping(ch, data))
-    if on_open is not None and (ch.is_open or ch.is_websocket):
+    if on_open is not None and opened:
         on_open(ch)
     if on_receive is not None:
         ch.on_receive(lambda message: on_receive(ch, message))

@@ -10,6 +10,11 @@ import stat
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
+# A child started by --reload gets the listening sockets' descriptors here
+# (see :func:`adopt`).
+FDS_ENV = "GKIT_LISTEN_FDS"
+
+
 class BindError(ValueError):
     """A bad ``--bind`` address; the message is one line."""
 
@@ -146,7 +151,8 @@ def bind_all(binds: List[Bind], config: Any) -> List[Listener]:
 
 
 def adopt(fds: str) -> List[Listener]:
-    """The listeners a parent passed down as descriptor numbers ("3,4")."""
+    """The listeners a parent passed down as descriptor numbers ("3,4") in
+    the environment variable :data:`FDS_ENV`."""
     return [Listener(socket.socket(fileno=int(fd)), owned=False) for fd in fds.split(",") if fd]
 
 

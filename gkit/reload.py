@@ -4,7 +4,7 @@ The reloading process binds the listening sockets once and keeps them, so
 the address never goes away and connections made during a restart wait in
 the listen backlog. It starts the server as a fresh interpreter
 (``python -m gkit`` with the same arguments) that inherits the sockets by
-descriptor (:data:`gkit.cli.FDS_ENV`), so every restart imports the app's
+descriptor (:data:`gkit.listen.FDS_ENV`), so every restart imports the app's
 code anew, and watches the source directories with watchfiles (Rust
 ``notify``: inotify on Linux) in this process, which never imports the app
 and never monkey-patches.
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, List, Optional
 
-from .listen import Listener
+from .listen import FDS_ENV, Listener
 from .supervisor import APP_LOAD_ERROR
 
 log = logging.getLogger("gkit")
@@ -75,8 +75,6 @@ class Reloader:
                 signal.signal(sig, handler)
 
     def _start(self) -> None:
-        from .cli import FDS_ENV
-
         fds = [lst.sock.fileno() for lst in self.listeners]
         env = dict(os.environ)
         env[FDS_ENV] = ",".join(map(str, fds))

@@ -1,20 +1,19 @@
 """The WebSocket channel: the I/O side of ``proto.websocket``'s session.
 
-Reading: the connection parks on a read watcher; when bytes come, a greenlet
+Reading: the transport watches the socket (the connection parks); when bytes come, a greenlet
 feeds them to the sans-IO session, writes what the session owes the peer
 (pongs, close replies), delivers whole messages in order, and parks again.
 Writing goes through the channel's non-blocking outbox (``channel.py``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-from .channel import BUF, Channel, _to_bytes
+from .channel import Channel, body_bytes
+from .proto.h1 import Request
 from .proto.ws_events import ABNORMAL, Closed, Message, Ping, close_status
-
-if TYPE_CHECKING:
-    from .connection import Connection
-    from .proto.ws_session import WsSession
+from .proto.ws_session import WsSession
+from .transport import Transport
 
 CLOSE_WAIT = 5.0  # seconds we wait for the client's close reply before cutting TCP
 
@@ -24,10 +23,19 @@ class WebSocketChannel(Channel):
 
     is_websocket = True
 
-    def __init__(self, conn: "Connection", session: "WsSession") -> None:
-        super().__init__(conn)
+    def __init__(self, transport: Transport, request: Request, client: str,
+                 session: WsSession) -> None:
+        super().__init__(transport, request, client)
         self._ws = session
         self._timer: Any = None
+
+    def begin(self, handshake: bytes, trailing: bytes = b"") -> None:
+        """Write the handshake's 101 response, take the bytes that came after
+        the request head, and start reading (``with_channel`` calls this)."""
+        self._write(handshake)
+        if trailing:
+            self.feed(trailing)
+        self._start_reading()
 
     # -- sending ---------------------------------------------------------------------
     def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
@@ -38,7 +46,7 @@ class WebSocketChannel(Channel):
             data = data.get("body")
         if not isinstance(data, (str, bytes)):
             try:
-                data = _to_bytes(data)
+                data = body_bytes(data)
             except TypeError:
                 return False
         written = self._write(self._ws.send_message(data))
@@ -63,38 +71,20 @@ class WebSocketChannel(Channel):
         self._write(self._ws.send_close(code, reason))
         self._closed(status)
         if not self._conn.closed:
-            self._timer = self._conn.server.hub.loop.timer(CLOSE_WAIT)
-            self._timer.start(self._conn.close)
+            self._timer = self._conn.call_later(CLOSE_WAIT, self._conn.close)
         return True
 
     # -- reading ---------------------------------------------------------------------
-    def start_reading(self) -> None:
-        conn = self._conn
-        if conn.closed:
-            return
-        if conn.raw is None:
-            conn.sock.settimeout(None)  # TLS: a greenlet blocks in recv, with no deadline
-            conn.spawn(self._read)
-        else:
-            from .connection import PARK_CHANNEL
-            conn.park(PARK_CHANNEL, self._read)
+    def _start_reading(self) -> None:
+        # TLS: a greenlet blocks in recv, with no deadline
+        self._conn.watch(self._read, tls_reader=True)
 
     def _read(self) -> None:
         conn = self._conn
-        raw = conn.raw
         while not conn.closed and not self._ws.closed:
-            if raw is not None:
-                try:
-                    data = raw.recv(BUF)
-                except BlockingIOError:
-                    return self.start_reading()
-                except OSError:
-                    data = b""
-            else:
-                try:
-                    data = conn.sock.recv(BUF)
-                except OSError:
-                    data = b""
+            data = conn.recv_now()
+            if data is None:
+                return self._start_reading()
             self.feed(data)
 
     def feed(self, data: bytes) -> None:
@@ -124,6 +114,9 @@ class WebSocketChannel(Channel):
         self._when_flushed(self._conn.close)
 
     # -- the server's side -------------------------------------------------------------
+    def app_returned(self) -> None:
+        pass  # reading started with the handshake
+
     def _lost(self) -> None:
         self._conn.close()
         self._closed("going-away")

@@ -1,155 +1,41 @@
-"""The WSGI side of a request: ``wsgi.input``, ``start_response``, the
-response writer and ``wsgi.file_wrapper``.
+"""The WSGI dispatch: what happens to a request between its head and its
+response. :class:`Dispatch` holds the server's WSGI facts (the base environ,
+proxy trust, the response-head memo, the Date clock, whether the access log
+is on) and :meth:`Dispatch.run` calls the app in the connection's greenlet
+(which holds a worker slot), then writes what it returns through the one
+response framing of ``proto.response`` (``start_response`` is
+:class:`ResponseWriter`).
 
-``run_app`` calls the app in the connection's greenlet (which holds a worker
-slot) and writes what it returns through the one response framing of
-``proto.response``.
+Hook points: a request deadline (``request_timeout``) and client-gone
+detection wrap :meth:`Dispatch.run`'s app call; a health path answered
+before the pool goes in ``Connection._dispatch`` ahead of ``pool.acquire``.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
-import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
-
-from gevent.socket import wait_write
+from email.utils import formatdate
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from . import accesslog
 from .channel import Channel
+from .config import Config
+from .connection import Connection
 from .errors import ProtocolError
+from .state import Exchange, Outcome
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
-from .proto.response import CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead
+from .proto.response import (CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead,
+                             build_head)
+from .wsgi_io import NO_BODY_INPUT, FileWrapper, Input, sendfile_all
 
-if TYPE_CHECKING:
-    from .connection import Connection
+__all__ = ["Dispatch", "ResponseWriter", "FileWrapper", "Input", "NO_BODY_INPUT"]
 
 error_log = logging.getLogger("gkit.error")
 
-HANDED_OVER = object()  # run_app's answer once a channel owns the connection
-
-
-class ClientGone(OSError):
-    """The client closed the connection while the app was reading or writing."""
-
-
-class Input:
-    """``wsgi.input``: the body streamed from the socket as the app reads it."""
-
-    def __init__(self, conn: "Connection", req: Request) -> None:
-        self._conn = conn
-        self._buf = b""
-        self._eof = not req.has_body
-        self._continue = req.expect_continue and req.has_body and req.version == "1.1"
-
-    def _more(self) -> bool:
-        if self._eof:
-            return False
-        if self._continue:
-            self._continue = False
-            self._conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-        chunk = self._conn.read_body()
-        if not chunk:
-            self._eof = True
-            return False
-        self._buf += chunk
-        return True
-
-    def read(self, size: Optional[int] = -1) -> bytes:
-        if size is None or size < 0:
-            while self._more():
-                pass
-            data, self._buf = self._buf, b""
-            return data
-        while len(self._buf) < size and self._more():
-            pass
-        data, self._buf = self._buf[:size], self._buf[size:]
-        return data
-
-    def readline(self, size: Optional[int] = -1) -> bytes:
-        while True:
-            end = self._buf.find(b"\n") + 1
-            if end or (size is not None and 0 <= size <= len(self._buf)) or not self._more():
-                break
-        if not end:
-            end = len(self._buf)
-        if size is not None and 0 <= size < end:
-            end = size
-        data, self._buf = self._buf[:end], self._buf[end:]
-        return data
-
-    def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
-        lines, total = [], 0
-        for line in self:
-            lines.append(line)
-            total += len(line)
-            if hint is not None and 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> "Input":
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-
-class _NoBody:
-    """``wsgi.input`` of a request without a body: always at its end; one
-    shared instance, as it holds no state."""
-
-    __slots__ = ()
-
-    def read(self, size: Optional[int] = -1) -> bytes:
-        return b""
-
-    def readline(self, size: Optional[int] = -1) -> bytes:
-        return b""
-
-    def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
-        return []
-
-    def __iter__(self) -> "_NoBody":
-        return self
-
-    def __next__(self) -> bytes:
-        raise StopIteration
-
-
-NO_BODY_INPUT = _NoBody()
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: served with ``os.sendfile`` when the socket allows."""
-
-    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
-        self.filelike = filelike
-        self.blksize = blksize
-        if hasattr(filelike, "close"):
-            self.close = filelike.close
-
-    def __iter__(self) -> "FileWrapper":
-        return self
-
-    def __next__(self) -> bytes:
-        data = self.filelike.read(self.blksize)
-        if data:
-            return data
-        raise StopIteration
-
-    def sendfile_span(self) -> Optional[Tuple[int, int, int]]:
-        """(fd, offset, count) when the file can go out with sendfile, else None."""
-        try:
-            fd = self.filelike.fileno()
-            offset = self.filelike.tell()
-            size = os.fstat(fd).st_size
-        except (AttributeError, OSError, ValueError):
-            return None
-        return fd, offset, max(size - offset, 0)
+HEAD_MEMO = 512  # response heads memoized per second
 
 
 class ResponseWriter:
@@ -157,10 +43,13 @@ class ResponseWriter:
     object: frames the response, and sends head and first body bytes in one
     send."""
 
-    __slots__ = ("conn", "req", "status", "headers", "head", "sent", "keep_alive", "broken")
+    __slots__ = ("conn", "dispatch", "req", "status", "headers", "head", "sent", "keep_alive",
+                 "broken")
 
-    def __init__(self, conn: "Connection", req: Request, keep_alive: bool) -> None:
+    def __init__(self, conn: Connection, dispatch: "Dispatch", req: Request,
+                 keep_alive: bool) -> None:
         self.conn = conn
+        self.dispatch = dispatch
         self.req = req
         self.status: Optional[str] = None
         self.headers: List[Tuple[str, str]] = []
@@ -188,7 +77,7 @@ class ResponseWriter:
         if self.status is None:
             raise BadResponse("the app returned without calling start_response")
         req = self.req
-        self.head = head = self.conn.server.response_head(
+        self.head = head = self.dispatch.response_head(
             self.status, self.headers, req.method, req.version,
             self.keep_alive and not self.conn.closing, length)
         return head.data
@@ -224,75 +113,159 @@ class ResponseWriter:
             self.broken = True  # the client cannot find the end: close
 
 
-def run_app(conn: "Connection", req: Request, keep_alive: bool) -> Any:
-    """Call the app for ``req``; returns whether the connection stays open,
-    or HANDED_OVER when the app opened a channel."""
-    server = conn.server
-    inp = Input(conn, req) if req.has_body else NO_BODY_INPUT
-    environ = build_environ(req, server.base_environ(conn.secure), conn.addr, inp)
-    config = server.config
-    if config.proxy_headers and server.trusts(conn.addr[0]):
-        apply_proxy_headers(environ, config.forwarded_allow_ips)
-        conn.client = environ["REMOTE_ADDR"]
-    environ["gkit.connection"] = conn
-    writer = ResponseWriter(conn, req, keep_alive)
-    result = None
-    logged = server.log_access
-    started = time.monotonic() if logged else 0.0
-    try:
-        result = server.app(environ, writer)
-        # Once a channel was opened the channel alone answers, even if it
-        # already has and the connection moved on (conn.channel is None then).
-        if conn.handed_over:
-            if logged and conn.channel is not None:
-                conn.channel.log_from = started
-            return HANDED_OVER
-        _write_result(conn, writer, result)
-    except (OSError, ClientGone):
-        if conn.handed_over:
-            return HANDED_OVER
-        return False
-    except ProtocolError as exc:  # from reading wsgi.input (413, bad chunk)
-        if conn.handed_over:
-            if conn.channel is not None:
-                conn.channel.abort()
-            return HANDED_OVER
-        if writer.head is None:
-            conn.send_error(exc.status_hint, exc.reason)
-        return False
-    except BaseException as exc:
-        # BaseException, not Exception: an app that lets SystemExit,
-        # KeyboardInterrupt, gevent.Timeout or GreenletExit escape must not
-        # take the hub (and every other connection) down with it, nor leave
-        # its own connection unanswered and open. No one else throws into
-        # this greenlet (a runner of the connection), so nothing is owed upstream.
-        error_log.error("error in app %r for %s %s", server.app, req.method,
-                        environ.get("PATH_INFO"), exc_info=sys.exc_info())
-        if conn.handed_over:
-            if conn.channel is not None:
-                conn.channel.abort()
-            return HANDED_OVER
-        if writer.head is None:
-            conn.send_error(500, "the app failed" if not isinstance(exc, BadResponse) else str(exc))
-        return False
-    finally:
-        # The framework's iterable is closed; a returned channel is not (it
-        # lives on until the app or the client closes it).
-        close = None if isinstance(result, Channel) else getattr(result, "close", None)
-        if close is not None:
-            try:
-                close()
-            except BaseException:  # as above: nothing from the app reaches the hub
-                error_log.exception("error in close() of the app's response")
-        if logged and conn.channel is None:
-            accesslog.log_request(conn, req, writer.head.status_code if writer.head else 500,
-                                  writer.sent, started)
-    if writer.head is None or not writer.head.keep_alive or writer.broken:
-        return False
-    return conn.drain_body()
+class Dispatch:
+    """The WSGI side of a server: implements ``transport.Dispatcher``.
+
+    >>> from gkit.config import make_config
+    >>> d = Dispatch(lambda e, s: [], make_config(), port=8080, server_name="localhost")
+    >>> d.base_environ(False)["wsgi.url_scheme"], d.trusts("127.0.0.1")
+    ('http', True)
+    """
+
+    def __init__(self, app: Callable[..., Any], config: Config, *, port: int,
+                 server_name: str, multiprocess: bool = False) -> None:
+        self.app = app
+        self.config = config
+        self._date = formatdate(time.time(), usegmt=True)
+        self._heads: Dict[Any, ResponseHead] = {}
+        self.log_access = accesslog.enabled()  # checked again every second
+        self._trusted = _trust_list(config.forwarded_allow_ips)
+        base = {
+            "SERVER_NAME": server_name, "SERVER_PORT": str(port),
+            "SCRIPT_NAME": "", "SERVER_SOFTWARE": "gkit",
+            "wsgi.version": (1, 0), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+            "wsgi.multiprocess": multiprocess, "wsgi.run_once": False,
+            "wsgi.input_terminated": True, "wsgi.file_wrapper": FileWrapper,
+        }
+        self._base = {False: dict(base, **{"wsgi.url_scheme": "http"}),
+                      True: dict(base, **{"wsgi.url_scheme": "https"})}
+
+    # -- facts -------------------------------------------------------------------------
+    def base_environ(self, secure: bool) -> Dict[str, Any]:
+        return self._base[secure]
+
+    def trusts(self, ip: str) -> bool:
+        """Is the peer ``ip`` a proxy trusted for proxy headers?"""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return "*" in self._trusted or not ip  # Unix socket peers have no address
+        return any(net == "*" or addr in net for net in self._trusted)
+
+    def date(self) -> str:
+        """The Date header value, formatted once a second by :meth:`tick`."""
+        return self._date
+
+    def tick(self) -> None:
+        """Called by the server's clock just after each second starts."""
+        self._date = formatdate(time.time(), usegmt=True)
+        self._heads.clear()  # they carry the old Date
+        self.log_access = accesslog.enabled()
+
+    def response_head(self, status: str, headers: Any, method: str, version: str,
+                      keep_alive: bool, length: Optional[int]) -> ResponseHead:
+        """``build_head`` memoized for the current second: most responses of
+        an app repeat their status and headers, so their head is built once.
+        Heads are shared: callers must not change them."""
+        try:
+            key: Any = (status, tuple(headers), method == "HEAD", version, keep_alive, length)
+            head = self._heads.get(key)
+        except TypeError:  # unhashable headers (lists): build without the memo
+            key = head = None
+        if head is None:
+            head = build_head(status, headers, method=method, version=version,
+                              keep_alive=keep_alive, length=length, date=self._date,
+                              server=self.config.server_header)
+            if key is not None:
+                if len(self._heads) >= HEAD_MEMO:
+                    self._heads.clear()
+                self._heads[key] = head
+        return head
+
+    # -- one request -----------------------------------------------------------------
+    def run(self, conn: Connection, ex: Exchange, keep_alive: bool) -> Outcome:
+        """Call the app for ``ex.request`` and write its response."""
+        req = ex.request
+        inp = Input(conn, req) if req.has_body else NO_BODY_INPUT
+        environ = build_environ(req, self._base[conn.secure], conn.addr, inp)
+        config = self.config
+        if config.proxy_headers and self.trusts(conn.addr[0]):
+            apply_proxy_headers(environ, config.forwarded_allow_ips)
+            ex.client = environ["REMOTE_ADDR"]
+        environ["gkit.connection"] = conn.info
+        writer = ResponseWriter(conn, self, req, keep_alive)
+        result = None
+        logged = self.log_access
+        started = ex.started = time.monotonic() if logged else 0.0
+        try:
+            result = self.app(environ, writer)
+            # Once a channel was opened the channel alone answers (and logs),
+            # even if it already has and the connection moved on.
+            if ex.channel is not None:
+                return Outcome.HANDED_OVER
+            if conn.handed_over:  # the app took the raw socket: gkit writes nothing more
+                return Outcome.HANDED_OVER
+            _write_result(conn, writer, result)
+        except OSError:
+            return _failed(conn, ex)
+        except ProtocolError as exc:  # from reading wsgi.input (413, bad chunk)
+            if ex.channel is not None or conn.handed_over:
+                return _failed(conn, ex, abort=True)
+            if writer.head is None:
+                conn.send_error(exc.status_hint, exc.reason)
+            return Outcome.CLOSE
+        except BaseException as exc:
+            # BaseException, not Exception: an app that lets SystemExit,
+            # KeyboardInterrupt, gevent.Timeout or GreenletExit escape must not
+            # take the hub (and every other connection) down with it, nor leave
+            # its own connection unanswered and open. No one else throws into
+            # this greenlet (a runner of the connection), so nothing is owed upstream.
+            error_log.error("error in app %r for %s %s", self.app, req.method,
+                            environ.get("PATH_INFO"), exc_info=sys.exc_info())
+            if ex.channel is not None or conn.handed_over:
+                return _failed(conn, ex, abort=True)
+            if writer.head is None:
+                conn.send_error(500, "the app failed" if not isinstance(exc, BadResponse)
+                                else str(exc))
+            return Outcome.CLOSE
+        finally:
+            # The framework's iterable is closed; a returned channel is not (it
+            # lives on until the app or the client closes it).
+            close = None if isinstance(result, Channel) else getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except BaseException:  # as above: nothing from the app reaches the hub
+                    error_log.exception("error in close() of the app's response")
+            if logged and ex.channel is None and not conn.handed_over:
+                accesslog.log_request(ex.client, req,
+                                      writer.head.status_code if writer.head else 500,
+                                      writer.sent, started)
+        if writer.head is None or not writer.head.keep_alive or writer.broken:
+            return Outcome.CLOSE
+        return Outcome.KEEP_ALIVE if conn.drain_body() else Outcome.CLOSE
 
 
-def _write_result(conn: "Connection", writer: ResponseWriter, result: Iterable[bytes]) -> None:
+def _failed(conn: Connection, ex: Exchange, abort: bool = False) -> Outcome:
+    """The app call failed: a channel it opened is ended (1011 / 500 / cut)."""
+    if ex.channel is None:
+        return Outcome.HANDED_OVER if conn.handed_over else Outcome.CLOSE
+    if abort and not ex.channel_ended:
+        ex.channel.abort()
+    return Outcome.HANDED_OVER
+
+
+def _trust_list(items: Iterable[str]) -> List[Any]:
+    nets: List[Any] = []
+    for item in items:
+        if item == "*":
+            nets.append("*")
+        else:
+            nets.append(ipaddress.ip_network(item, strict=False))
+    return nets
+
+
+def _write_result(conn: Connection, writer: ResponseWriter, result: Iterable[bytes]) -> None:
     kind = type(result)
     if (kind is list or kind is tuple) and writer.head is None:
         # The common case: a body of known length, sent with its head in one send.
@@ -320,25 +293,10 @@ def _write_result(conn: "Connection", writer: ResponseWriter, result: Iterable[b
             conn.send(writer.begin(count))
             if writer.head is not None and writer.head.mode == LENGTH:
                 count = min(count, writer.head.length or 0)
-            writer.sent = conn.sendfile(fd, offset, count)
+            writer.sent = sendfile_all(conn.fileno, fd, offset, count)
             writer.finish()
             return
     for chunk in result:
         if chunk:
             writer.write(chunk)
     writer.finish()
-
-
-def sendfile_all(sock_fd: int, fd: int, offset: int, count: int) -> int:
-    """Cooperative ``os.sendfile``: waits for writability in gevent's hub."""
-    sent = 0
-    while sent < count:
-        try:
-            n = os.sendfile(sock_fd, fd, offset + sent, count - sent)
-        except BlockingIOError:
-            wait_write(sock_fd)
-            continue
-        if n == 0:
-            break
-        sent += n
-    return sent

@@ -9,11 +9,14 @@ the table shows medians and ratios to gevent.pywsgi with TCP_NODELAY.
     python loadtests/bench_http.py                  # full: 10 s x 3 reps
     python loadtests/bench_http.py --only gkit-httptools,pywsgi-nodelay -d 5
     python loadtests/bench_http.py --smoke          # CI: gkit rows, 2 s, 1 rep
+    python loadtests/bench_http.py --gkit-tree /work/wt/before --only gkit-httptools,gkit-httptools@tree
+                                                    # this gkit beside another checkout's, interleaved
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -21,8 +24,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from common import ServerFailed, ServerProcess, ServerSpec, select_specs, terminate_on_sigterm
+from common import REPO, ServerFailed, ServerProcess, ServerSpec, select_specs, terminate_on_sigterm
 
 # One line per server. {python} is this interpreter, {port} a free port,
 # {app} examples.hello:app, {peers} loadtests/peers.
@@ -48,6 +52,16 @@ SERVERS: list[ServerSpec] = [
                                     "-b", "127.0.0.1:{port}", "{app}"), requires=("gunicorn",), default=False),
 ]
 BASELINE = "pywsgi-nodelay"
+
+
+def tree_specs(tree: str) -> list[ServerSpec]:
+    """gkit rows served by the ``gkit`` package of another checkout (``--gkit-tree``):
+    ``gkit-httptools@tree`` and ``gkit-h11@tree``, to compare two states of gkit
+    in one interleaved run."""
+    env = ("env", f"PYTHONPATH={Path(tree).resolve()}{os.pathsep}{REPO}")
+    return [ServerSpec(f"gkit-{engine}@tree", (*env, "{python}", "-m", "gkit", "{app}", "--ip", "127.0.0.1",
+                                               "--port", "{port}", "--http", engine), default=False)
+            for engine in ("httptools", "h11")]
 SCENARIOS: dict[str, list[str]] = {
     "keep-alive": [],
     "close": ["-H", "Connection: close"],
@@ -224,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true",
                         help="pin nothing (servers and wrk -t2 share both cores): for the multi-process "
                              "rows, e.g. --no-pin --only gkit-httptools,gkit-workers2,gunicorn-gkit-w2")
+    parser.add_argument("--gkit-tree", help="a checkout of another state of gkit: adds the rows "
+                                            "gkit-httptools@tree and gkit-h11@tree (name them with --only)")
     args = parser.parse_args(argv)
+    if args.gkit_tree:
+        SERVERS.extend(tree_specs(args.gkit_tree))
     if args.no_pin:
         global SERVER_CORE, WRK_CORE
         SERVER_CORE = WRK_CORE = None

@@ -708,7 +708,7 @@ def test_max_buffered_closes_slow_http_stream(serve):
 
         def flood():
             most = 0
-            for i in range(2000):
+            for i in range(2000):  # noqa: B007 (i is reported after the loop)
                 if not ch.send(b"s" * size, close_after_send=False):
                     break
                 most = max(most, ch.buffered)

@@ -552,7 +552,7 @@ def test_max_buffered_closes_slow_consumer_and_server_stays_responsive(serve):
 
         def flood():
             most = 0
-            for i in range(2000):                    # 125 MiB: far past the limit
+            for i in range(2000):  # noqa: B007 -- 125 MiB: far past the limit; i reported after
                 if not ch.send(b"f" * size):
                     break
                 most = max(most, ch.buffered)

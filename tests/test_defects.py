@@ -116,7 +116,7 @@ def test_timeouts_escaping_the_app_leak_no_connection(serve):
 
 def test_system_exit_in_a_channel_callback_is_logged_not_fatal(serve, error_log):
     from gkit import with_channel
-    from wshelpers import TEXT, RawWs, frame
+    from wshelpers import TEXT, RawWs
 
     def app(environ, start_response):
         ch = with_channel(environ)

@@ -202,7 +202,7 @@ def test_context_manager_stops_on_exception(engine):
 
     with pytest.raises(ZeroDivisionError):
         with run_server(hello, ip="127.0.0.1", port=0, http=engine) as server:
-            1 / 0
+            raise ZeroDivisionError("inside the with block")
     assert server.status == "stopped"
 
 

@@ -74,7 +74,7 @@ def app(environ, start_response):
         keys = ("REMOTE_ADDR", "wsgi.url_scheme", "wsgi.multiprocess", "wsgi.multithread",
                 "SERVER_SOFTWARE")
         facts = {k: environ.get(k) for k in keys}
-        facts["engine"] = environ["gkit.connection"].server.engine  # a test probe, not API
+        facts["engine"] = environ["gkit.connection"].engine
         return _text(start_response, json.dumps(facts))
     if path == "/slow":
         return _slow(environ, start_response)

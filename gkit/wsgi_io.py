@@ -1,0 +1,145 @@
+"""The WSGI request body and file objects: ``wsgi.input`` (streamed from the
+socket as the app reads it, with ``100 Continue`` on the first read) and
+``wsgi.file_wrapper`` (served with ``sendfile``)."""
+from __future__ import annotations
+
+import os
+from typing import Any, List, Optional, Tuple
+
+from gevent.socket import wait_write
+
+from .connection import Connection
+from .proto.h1 import Request
+
+
+class Input:
+    """``wsgi.input``: the body streamed from the socket as the app reads it."""
+
+    def __init__(self, conn: Connection, req: Request) -> None:
+        self._conn = conn
+        self._buf = b""
+        self._eof = not req.has_body
+        self._continue = req.expect_continue and req.has_body and req.version == "1.1"
+
+    def _more(self) -> bool:
+        if self._eof:
+            return False
+        if self._continue:
+            self._continue = False
+            self._conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        chunk = self._conn.read_body()
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf += chunk
+        return True
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        if size is None or size < 0:
+            while self._more():
+                pass
+            data, self._buf = self._buf, b""
+            return data
+        while len(self._buf) < size and self._more():
+            pass
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        while True:
+            end = self._buf.find(b"\n") + 1
+            if end or (size is not None and 0 <= size <= len(self._buf)) or not self._more():
+                break
+        if not end:
+            end = len(self._buf)
+        if size is not None and 0 <= size < end:
+            end = size
+        data, self._buf = self._buf[:end], self._buf[end:]
+        return data
+
+    def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
+        lines, total = [], 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> "Input":
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class _NoBody:
+    """``wsgi.input`` of a request without a body: always at its end; one
+    shared instance, as it holds no state."""
+
+    __slots__ = ()
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        return b""
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
+        return []
+
+    def __iter__(self) -> "_NoBody":
+        return self
+
+    def __next__(self) -> bytes:
+        raise StopIteration
+
+
+NO_BODY_INPUT = _NoBody()
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: served with ``os.sendfile`` when the socket allows."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> "FileWrapper":
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def sendfile_span(self) -> Optional[Tuple[int, int, int]]:
+        """(fd, offset, count) when the file can go out with sendfile, else None."""
+        try:
+            fd = self.filelike.fileno()
+            offset = self.filelike.tell()
+            size = os.fstat(fd).st_size
+        except (AttributeError, OSError, ValueError):
+            return None
+        return fd, offset, max(size - offset, 0)
+
+
+def sendfile_all(sock_fd: int, fd: int, offset: int, count: int) -> int:
+    """Cooperative ``os.sendfile``: waits for writability in gevent's hub."""
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, fd, offset + sent, count - sent)
+        except BlockingIOError:
+            wait_write(sock_fd)
+            continue
+        if n == 0:
+            break
+        sent += n
+    return sent
