@@ -29,7 +29,8 @@ from .config import Config
 from .errors import ProtocolError
 from .state import MOVES, Exchange, IllegalMove, Outcome, Phase
 from .pool import PoolFull, WorkerPool
-from .proto.h1 import CLOSED, END, NEED_DATA, Request, make_parser
+from .proto.engines import make_parser
+from .proto.h1 import CLOSED, END, NEED_DATA, Request
 from .proto.response import ResponseHead, error_response
 from .transport import DeadlineKeeper, Dispatcher, Host, Transport  # noqa: F401 (re-exported)
 
