@@ -167,7 +167,7 @@ class Connection:
         except OSError:
             self.close()
         except ProtocolError as exc:
-            self.fail(exc.status_hint, exc.reason)
+            self.fail(exc.status_hint, exc.reason, exc.method)
         except BaseException as exc:
             # Whatever escapes (SystemExit or gevent.Timeout from app code run
             # here, a bug of ours) ends this connection only, never the hub.
@@ -252,14 +252,14 @@ class Connection:
             pass
         self.host.untrack(self)
 
-    def fail(self, status: int, reason: str) -> None:
+    def fail(self, status: int, reason: str, method: Optional[str] = None) -> None:
         """Answer a bad request with ``status`` and close."""
-        self.send_error(status, reason)
+        self.send_error(status, reason, method)
         self.linger_close()
 
-    def send_error(self, status: int, reason: str) -> None:
+    def send_error(self, status: int, reason: str, method: Optional[str] = None) -> None:
         try:
-            self.send(error_response(status, reason, date=self.host.date(),
+            self.send(error_response(status, reason, method=method, date=self.host.date(),
                                      server=self.host.config.server_header))
         except OSError:
             pass
@@ -478,7 +478,7 @@ class Connection:
         try:
             worker = pool.acquire()
         except PoolFull as exc:
-            self.fail(503, str(exc))
+            self.fail(503, str(exc), req.method)
             return False
         g = getcurrent()
         g.name = worker  # type: ignore[attr-defined]

@@ -203,9 +203,20 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
     """Apply gkit's rules to a parsed head; return the :class:`Request`.
 
     Both engines call this, so a request refused by one is refused by the other.
-    It runs for every request: the common case (origin-form target, a few
-    headers of which only Host matters) takes the fewest steps.
+    A refusal carries the method, so that the answer to a ``HEAD`` has no body.
     """
+    try:
+        return _check_head(method, target, version, headers, max_line, max_body, max_head)
+    except ProtocolError as exc:
+        exc.method = method.decode("latin-1")
+        raise
+
+
+def _check_head(method: bytes, target: bytes, version: str, headers: Headers,
+                max_line: int, max_body: int, max_head: int) -> Request:
+    """check_head's work. It runs for every request: the common case
+    (origin-form target, a few headers of which only Host matters) takes the
+    fewest steps."""
     size = len(method) + len(target) + 11
     if size > max_line:
         raise ProtocolError("request line too long", 414)

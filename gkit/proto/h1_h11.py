@@ -90,7 +90,11 @@ class H11Parser(H1Parser):
         except h11.RemoteProtocolError as exc:
             if exc.error_status_hint == 501:
                 check_framing_bytes(self._head_raw)  # llhttp's answer, where it differs
-            raise ProtocolError(_reason(exc), exc.error_status_hint) from None
+            error = ProtocolError(_reason(exc), exc.error_status_hint)
+            method, space, _ = self._head_raw.partition(b" ")
+            if space:  # a HEAD request's refusal has no body
+                error.method = method.decode("latin-1")
+            raise error from None
         kind = type(event)
         if kind is h11.Data:
             self._body_seen += len(event.data)
