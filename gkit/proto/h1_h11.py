@@ -95,13 +95,12 @@ class H11Parser(H1Parser):
             if space:  # a HEAD request's refusal has no body
                 error.method = method.decode("latin-1")
             raise error from None
-        kind = type(event)
-        if kind is h11.Data:
+        if type(event) is h11.Data:
             self._body_seen += len(event.data)
             if self._body_seen > self.max_body:
                 raise ProtocolError("request body too large", 413)
             return bytes(event.data) if event.data else self.next_event()
-        if kind is h11.Request:
+        if type(event) is h11.Request:
             self._head_done()
             # The fields as sent (h11 lower-cases some values and merges
             # repeated Content-Length), so both engines hand over the same.
@@ -122,7 +121,7 @@ class H11Parser(H1Parser):
                 except ProtocolError as exc:
                     self._error = exc  # the request is seen; reading its body fails
             return req
-        if kind is h11.EndOfMessage:  # its trailers were checked by ChunkedChecker, and dropped
+        if type(event) is h11.EndOfMessage:  # its trailers were checked by ChunkedChecker, and dropped
             self._in_message = False
             self._chunks = None
             return END
@@ -132,11 +131,11 @@ class H11Parser(H1Parser):
             self._upgrading = True
             self.trailing_data, _closed = self._conn.trailing_data
             return NEED_DATA
-        if kind is h11.ConnectionClosed:
+        if type(event) is h11.ConnectionClosed:
             if self._in_message:
                 raise ProtocolError("client closed in the middle of a request")
             return CLOSED
-        raise ProtocolError(f"unexpected event {kind.__name__}")  # pragma: no cover
+        raise ProtocolError(f"unexpected event {type(event).__name__}")  # pragma: no cover
 
     def upgrade_data(self) -> bytes:
         # h11 hands the bytes after an upgrade request over once it pauses,
