@@ -204,86 +204,80 @@ def check_head(method: bytes, target: bytes, version: str, headers: Headers,
 
     Both engines call this, so a request refused by one is refused by the other.
     A refusal carries the method, so that the answer to a ``HEAD`` has no body.
+    It runs for every request: the common case (origin-form target, a few
+    headers of which only Host matters) takes the fewest steps.
     """
     try:
-        return _check_head(method, target, version, headers, max_line, max_body, max_head)
+        size = len(method) + len(target) + 11
+        if size > max_line:
+            raise ProtocolError("request line too long", 414)
+        if version != "1.1" and version != "1.0":
+            raise ProtocolError(f"unsupported HTTP version {version}")
+        name_str = _METHOD_NAMES.get(method)
+        if name_str is None:
+            raise ProtocolError("unknown or malformed method")
+        if target[:1] != b"/" or method == b"CONNECT":  # origin-form needs no more checks
+            check_target(method, target)
+        host = 0
+        lengths: Optional[List[bytes]] = None
+        te: Optional[bytes] = None
+        connection: Tuple[bytes, ...] = ()
+        expect = upgrade = False
+        for name, value in headers:
+            line = len(name) + len(value) + 4
+            if line > max_line:
+                raise ProtocolError("header line too long", 414)
+            size += line
+            n = name.lower()
+            if n not in _FRAMING:
+                continue
+            if n == b"host":
+                host += 1
+                if value.strip(b" \t").translate(None, _HOST_CHARS):
+                    raise ProtocolError("bad Host header")
+            elif n == b"content-length":
+                lengths = [value.strip()] if lengths is None else lengths + [value.strip()]
+            elif n == b"transfer-encoding":
+                te = value if te is None else te + b"," + value
+            elif n == b"connection":
+                connection += tuple(_tokens(value))
+            elif n == b"expect":
+                expect = value.strip().lower() == b"100-continue"
+            else:
+                upgrade = True
+        if size > max_head:
+            raise ProtocolError("request header block too large", 431)
+        content_length: Optional[int] = None
+        chunked = False
+        if te is not None:
+            if lengths:
+                raise ProtocolError("both Content-Length and Transfer-Encoding")
+            if version == "1.0":
+                raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
+            check_transfer_encoding(te)
+            chunked = True
+        elif lengths:
+            content_length = check_lengths(lengths)
+            if content_length > max_body:
+                raise ProtocolError("request body too large", 413)
+        if host != 1 and (host or version == "1.1"):
+            raise ProtocolError("HTTP/1.1 needs exactly one Host header")
+        if not connection:
+            keep_alive = version == "1.1"
+        elif version == "1.1":
+            keep_alive = b"close" not in connection
+        else:
+            keep_alive = b"keep-alive" in connection and b"close" not in connection
+        # CONNECT and accepted upgrades end HTTP on this connection (llhttp stops
+        # there); a refused upgrade is answered and the connection then closes.
+        upgrade = (upgrade and b"upgrade" in connection) or method == b"CONNECT"
+        if upgrade and chunked:
+            raise ProtocolError("an upgrade request with a chunked body is not supported")
+        return Request(name_str, target, version, headers, keep_alive,
+                       content_length, chunked, expect, upgrade)
     except ProtocolError as exc:
         exc.method = method.decode("latin-1")
         raise
-
-
-def _check_head(method: bytes, target: bytes, version: str, headers: Headers,
-                max_line: int, max_body: int, max_head: int) -> Request:
-    """check_head's work. It runs for every request: the common case
-    (origin-form target, a few headers of which only Host matters) takes the
-    fewest steps."""
-    size = len(method) + len(target) + 11
-    if size > max_line:
-        raise ProtocolError("request line too long", 414)
-    if version != "1.1" and version != "1.0":
-        raise ProtocolError(f"unsupported HTTP version {version}")
-    name_str = _METHOD_NAMES.get(method)
-    if name_str is None:
-        raise ProtocolError("unknown or malformed method")
-    if target[:1] != b"/" or method == b"CONNECT":  # origin-form needs no more checks
-        check_target(method, target)
-    host = 0
-    lengths: Optional[List[bytes]] = None
-    te: Optional[bytes] = None
-    connection: Tuple[bytes, ...] = ()
-    expect = upgrade = False
-    for name, value in headers:
-        line = len(name) + len(value) + 4
-        if line > max_line:
-            raise ProtocolError("header line too long", 414)
-        size += line
-        n = name.lower()
-        if n not in _FRAMING:
-            continue
-        if n == b"host":
-            host += 1
-            if value.strip(b" \t").translate(None, _HOST_CHARS):
-                raise ProtocolError("bad Host header")
-        elif n == b"content-length":
-            lengths = [value.strip()] if lengths is None else lengths + [value.strip()]
-        elif n == b"transfer-encoding":
-            te = value if te is None else te + b"," + value
-        elif n == b"connection":
-            connection += tuple(_tokens(value))
-        elif n == b"expect":
-            expect = value.strip().lower() == b"100-continue"
-        else:
-            upgrade = True
-    if size > max_head:
-        raise ProtocolError("request header block too large", 431)
-    content_length: Optional[int] = None
-    chunked = False
-    if te is not None:
-        if lengths:
-            raise ProtocolError("both Content-Length and Transfer-Encoding")
-        if version == "1.0":
-            raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
-        check_transfer_encoding(te)
-        chunked = True
-    elif lengths:
-        content_length = check_lengths(lengths)
-        if content_length > max_body:
-            raise ProtocolError("request body too large", 413)
-    if host != 1 and (host or version == "1.1"):
-        raise ProtocolError("HTTP/1.1 needs exactly one Host header")
-    if not connection:
-        keep_alive = version == "1.1"
-    elif version == "1.1":
-        keep_alive = b"close" not in connection
-    else:
-        keep_alive = b"keep-alive" in connection and b"close" not in connection
-    # CONNECT and accepted upgrades end HTTP on this connection (llhttp stops
-    # there); a refused upgrade is answered and the connection then closes.
-    upgrade = (upgrade and b"upgrade" in connection) or method == b"CONNECT"
-    if upgrade and chunked:
-        raise ProtocolError("an upgrade request with a chunked body is not supported")
-    return Request(name_str, target, version, headers, keep_alive,
-                   content_length, chunked, expect, upgrade)
 
 
 _TCHAR = rb"!#$%&'*+.^_`|~0-9A-Za-z-"

@@ -71,8 +71,8 @@ class HttptoolsParser(H1Parser):
         # llhttp reports a chunked body's trailer fields through this callback
         # too, after the head was handed over. gkit drops trailers (as its h11
         # engine does): they must never become fields of any request.
-        if self._in_head:  # llhttp keeps trailing whitespace (OWS) in values; h11 does not
-            self._headers.append((name, value.rstrip(b" \t")))
+        if self._in_head:
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -128,6 +128,21 @@ class HttptoolsParser(H1Parser):
                 self._error = ProtocolError(_reason(exc))
             # Events before the error still count (a pipelined request ahead
             # of a bad one is answered first); the error comes after them.
+        heads = self._new_heads
+        if len(heads) == 1 and not self._in_message and not self._head_bytes \
+                and self._part == _HEAD and self._error is None:
+            # The common case in one look: this read began between requests
+            # and held exactly one whole request, with no chunked body (llhttp
+            # is between messages again). The walk would only check its
+            # request line: one space each side of the target, no leading
+            # empty line (then the method would not start the read).
+            req = heads[0]
+            m = len(req.method)
+            u = m + 1 + len(req.target)
+            if not req.chunked and not req.upgrade and data[m] == 32 and data[m + 1] != 32 \
+                    and data[u] == 32 and data[u + 1] == 72:  # "H" of HTTP/
+                heads.clear()
+                return
         self._walk(data, events_before)
 
     def _walk(self, data: bytes, events_before: int) -> None:

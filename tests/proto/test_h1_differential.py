@@ -74,9 +74,10 @@ def split(rng: random.Random, data: bytes) -> List[bytes]:
 
 
 def normal(outcome: Outcome) -> Tuple:
-    """What the app sees: header names case-insensitively (the environ keys)."""
+    """What the app sees: header names case-insensitively (the environ keys),
+    values without surrounding whitespace (as the environ has them)."""
     seen, end = outcome
-    return tuple((m, t, v, tuple((n.lower(), val) for n, val in h), body, ka)
+    return tuple((m, t, v, tuple((n.lower(), val.strip(b" \t")) for n, val in h), body, ka)
                  for m, t, v, h, body, ka in seen), end
 
 
