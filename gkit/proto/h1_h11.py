@@ -121,7 +121,7 @@ class H11Parser(H1Parser):
                 except ProtocolError as exc:
                     self._error = exc  # the request is seen; reading its body fails
             return req
-        if type(event) is h11.EndOfMessage:  # its trailers were checked by ChunkedChecker, and dropped
+        if type(event) is h11.EndOfMessage:  # trailers: checked by ChunkedChecker, dropped
             self._in_message = False
             self._chunks = None
             return END
