@@ -77,62 +77,72 @@ DIFFERENT = {
 # outcome of the set; both engines give exactly gkit's choice (issue 8 point 12: one
 # set of checks in gkit/proto/h1.py decides these for both).
 EITHER = {
-    "invalid/001": ({(), (400,)}, (400,), "the client closed inside the head: closing silently or "
-                                  "answering 400 are both fine"),
+    "invalid/001": (
+        {(), (400,)}, (400,),
+        "the client closed inside the head: closing silently or answering 400 are both fine"),
     "invalid/rfc9112_chunked_missing_final_crlf_01": (
-        {(), (400,)}, (400,), "the client closed before the chunked body ended: like invalid/001"),
-    "invalid/obs_fold_01": ({(400,), (200,)}, (400,),
-        "obs-fold: RFC 9112 §5.2 lets a server reject "
-                                              "it (400) or replace it with SP"),
-    "valid/compat_obs_fold": ({(400,), (200,)}, (400,), "same bytes as invalid/obs_fold_01 "
-                                                "(gunicorn_cfg permit_obsolete_folding)"),
-    "invalid/040": ({(200,), (400,)}, (200,),
-        "same bytes as valid/040: gunicorn refuses '_' in field "
-                                      "names only with gunicorn_cfg header_map=refuse"),
-    "valid/040": ({(200,), (400,)}, (200,), "'_' is a valid tchar; a server may still refuse such "
-                                    "names (they collide with '-' in the environ)"),
-    "valid/040_compat": ({(200,), (400,)}, (200,),
-        "same bytes as valid/040 (gunicorn_cfg header_map)"),
-    "invalid/041": ({(200,), (400,)}, (200,), "a repeated Content-Type: RFC 9110 §5.3 leaves the "
-                                      "recipient's answer open"),
+        {(), (400,)}, (400,),
+        "the client closed before the chunked body ended: like invalid/001"),
+    "invalid/obs_fold_01": (
+        {(400,), (200,)}, (400,),
+        "obs-fold: RFC 9112 §5.2 lets a server reject it (400) or replace it with SP"),
+    "valid/compat_obs_fold": (
+        {(400,), (200,)}, (400,),
+        "same bytes as invalid/obs_fold_01 (gunicorn_cfg permit_obsolete_folding)"),
+    "invalid/040": (
+        {(200,), (400,)}, (200,),
+        "same bytes as valid/040: gunicorn refuses '_' in field names only with "
+        "gunicorn_cfg header_map=refuse"),
+    "valid/040": (
+        {(200,), (400,)}, (200,),
+        "'_' is a valid tchar; a server may still refuse such names (gkit drops them "
+        "from the environ: they collide with '-')"),
+    "valid/040_compat": (
+        {(200,), (400,)}, (200,), "same bytes as valid/040 (gunicorn_cfg header_map)"),
+    "invalid/041": (
+        {(200,), (400,)}, (200,),
+        "a repeated Content-Type: RFC 9110 §5.3 leaves the recipient's answer open"),
     "invalid/rfc9112_smuggle_cl_list_form_01": (
-        {(200,), (400,)}, (400,), "'Content-Length: 5, 5': RFC 9110 §8.6 allows taking it as 5 or "
-                          "rejecting it"),
+        {(200,), (400,)}, (400,),
+        "'Content-Length: 5, 5': RFC 9110 §8.6 allows taking it as 5 or rejecting it; "
+        "gkit rejects any repeated Content-Length"),
     "invalid/rfc9110_trailer_forbidden_cl_01": (
         {(200,), (400,)}, (400,),
-        "a framing field in a trailer: gkit never merges trailers into the "
-                          "environ, so ignoring (RFC 9110 §6.5.1) is as safe as refusing"),
+        "a framing field in a trailer: gkit never merges trailers into the environ, so "
+        "ignoring (RFC 9110 §6.5.1) would be as safe; gkit refuses Content-Length and "
+        "Transfer-Encoding there (llhttp does)"),
     "invalid/rfc9110_trailer_forbidden_host_01": (
-        {(200,), (400,)}, (200,), "Host in a trailer: as above"),
+        {(200,), (400,)}, (200,), "Host in a trailer: dropped with the trailer"),
     "invalid/rfc9110_trailer_forbidden_te_01": (
-        {(200,), (400,)}, (400,), "Transfer-Encoding in a trailer: as above"),
-    "valid/027": ({(200,), (400,)}, (400,), "raw non-ASCII bytes in the target are not URI "
-                                    "characters (RFC 3986): rejecting is conformant, "
-                                    "accepting lenient"),
+        {(200,), (400,)}, (400,), "Transfer-Encoding in a trailer: as for Content-Length"),
+    "valid/027": (
+        {(200,), (400,)}, (400,),
+        "raw non-ASCII bytes in the target are not URI characters (RFC 3986): rejecting "
+        "is conformant, accepting lenient"),
     "valid/rfc9112_smuggle_gzip_chunked_01": (
-        {(200,), (400,), (501,)}, (501,), "'gzip, chunked': RFC 9112 §6.1 says SHOULD 501 for a "
-                                  "transfer coding the server does not implement; passing "
-                                  "the coded body on is what gunicorn does"),
+        {(200,), (400,), (501,)}, (501,),
+        "'gzip, chunked': RFC 9112 §6.1 says SHOULD 501 for a transfer coding the "
+        "server does not implement; passing the coded body on is what gunicorn does"),
     "valid/rfc9112_smuggle_te_identity_chunked_01": (
-        {(200,), (400,), (501,)}, (501,), "'identity' is no longer a registered transfer coding: "
-                                  "as above"),
-    **{f"valid/{n}": ({(400,), (501,)}, (501,),
-        "no Host (400, RFC 9112 §3.2) and a transfer coding "
-                                         "other than chunked (501, RFC 9112 §6.1): either error")
+        {(200,), (400,), (501,)}, (501,),
+        "'identity' is no longer a registered transfer coding: as above"),
+    **{f"valid/{n}": (
+        {(400,), (501,)}, (501,),
+        "no Host (400, RFC 9112 §3.2) and a transfer coding other than chunked (501, "
+        "RFC 9112 §6.1): either error; the framing is judged first")
        for n in ["025", "025_line", "029", "030"]},
-    "valid/099": ({(), (400,)}, (400,),
-        "the file declares Content-Length 17914 but holds 8599 body "
-                                "bytes, then the client shuts down: an incomplete message "
-                                "(RFC 9112 §8), closed silently or answered 400; never handed "
-                                "to the app as if complete"),
+    "valid/099": (
+        {(), (400,)}, (400,),
+        "the file declares Content-Length 17914 but holds 8599 body bytes, then the "
+        "client shuts down: an incomplete message (RFC 9112 §8), closed silently or "
+        "answered 400; never handed to the app as if complete"),
     "valid/rfc9112_target_absolute_userinfo_01": (
         {(200,), (400,)}, (400,),
-        "userinfo in an http URI: RFC 9110 §4.2.4 says a recipient SHOULD "
-                          "treat it as an error"),
+        "userinfo in an http URI: RFC 9110 §4.2.4 says a recipient SHOULD treat it as "
+        "an error"),
     "valid/rfc9112_target_authority_connect_01": (
         {(200,), (400,), (405,), (501,)}, (200,),
-        "CONNECT (tunnels) is not a WSGI concept: gkit may "
-                                          "hand it to the app or refuse it"),
+        "CONNECT (tunnels) is not a WSGI concept: gkit may hand it to the app or refuse it"),
     "valid/rfc9112_target_authority_ipv6_01": (
         {(200,), (400,), (405,), (501,)}, (200,), "CONNECT, as above"),
 }
