@@ -2,7 +2,8 @@
 
 ``drive(engine, chunks)`` feeds the chunks one read at a time, then EOF, and
 returns what the app side would see: one tuple per request (method, target,
-version, headers, body, keep_alive) and how it ended ("closed", "upgrade" or
+version, headers, body, keep_alive) and how it ended ("closed", "close",
+"upgrade:" and the bytes that followed the upgrade request, "stalled", or
 the refusal's status hint). Used by the sans-IO table test and the
 differential fuzz test, which compare the two engines on these outcomes.
 """
@@ -38,9 +39,9 @@ def drive(engine: str, chunks: Iterable[bytes], max_line: int = 8192, max_head: 
                 break
             elif type(ev) is Request:
                 req, body = ev, b""
-                if ev.upgrade:
+                if ev.upgrade:  # the bytes after it go to the new protocol, unparsed
                     seen.append(_seen(req, body))
-                    end = "upgrade"
+                    end = "upgrade:" + parser.upgrade_data().decode("latin-1")
                     break
             elif type(ev) is bytes:
                 body += ev

@@ -36,6 +36,11 @@ SEEDS = [
     b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
     b"\r\nokGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     b"HEAD /h HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n\x81\x80abcd",
+    b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: upgrade\r\n"
+    b"Upgrade: h2c\r\n\r\nabcrest",
 ]
 ALPHABET = [b" ", b"\t", b"\r", b"\n", b"\r\n", b":", b";", b",", b"=", b"\"", b"0", b"f",
             b"9", b"a", b"Z", b"\x00", b"\x01", b"\x7f", b"\x80", b"\xff", b"/", b"?", b"%",
