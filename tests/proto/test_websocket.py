@@ -40,7 +40,7 @@ TAIL = b"\x00\x00\xff\xff"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3
 ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 PROTO_DIR = Path(__file__).resolve().parents[2] / "gkit" / "proto"
-MODULES = ["websocket.py", "ws_session.py", "ws_events.py"]
+MODULES = ["websocket.py", "ws_session.py", "ws_events.py", "ws_frames.py"]
 
 
 # -- frame builders (independent of the code under test) ------------------------------------
