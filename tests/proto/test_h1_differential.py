@@ -114,5 +114,5 @@ if __name__ == "__main__":  # figures: cd tests && python -m proto.test_h1_diffe
     n = int(sys.argv[1]) if len(sys.argv) > 1 else COUNT
     found = disagreements(n)
     print(f"{len(found)} of {n} inputs answered differently")
-    for data, reads, a, b in found[:int(sys.argv[2]) if len(sys.argv) > 2 else 10]:
+    for _, reads, a, b in found[:int(sys.argv[2]) if len(sys.argv) > 2 else 10]:
         print(repr(reads), "\n  httptools:", a, "\n  h11:      ", b)
