@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
-import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "gkit"
 
