@@ -29,7 +29,8 @@ from .config import Config
 from .errors import ProtocolError
 from .state import MOVES, Exchange, IllegalMove, Outcome, Phase
 from .pool import PoolFull, WorkerPool
-from .proto.h1 import CLOSED, END, NEED_DATA, Request, make_parser
+from .proto.engines import make_parser
+from .proto.h1 import CLOSED, END, NEED_DATA, Request
 from .proto.response import ResponseHead, error_response
 from .transport import DeadlineKeeper, Dispatcher, Host, Transport  # noqa: F401 (re-exported)
 
@@ -166,7 +167,7 @@ class Connection:
         except OSError:
             self.close()
         except ProtocolError as exc:
-            self.fail(exc.status_hint, exc.reason)
+            self.fail(exc.status_hint, exc.reason, exc.method)
         except BaseException as exc:
             # Whatever escapes (SystemExit or gevent.Timeout from app code run
             # here, a bug of ours) ends this connection only, never the hub.
@@ -251,14 +252,14 @@ class Connection:
             pass
         self.host.untrack(self)
 
-    def fail(self, status: int, reason: str) -> None:
+    def fail(self, status: int, reason: str, method: Optional[str] = None) -> None:
         """Answer a bad request with ``status`` and close."""
-        self.send_error(status, reason)
+        self.send_error(status, reason, method)
         self.linger_close()
 
-    def send_error(self, status: int, reason: str) -> None:
+    def send_error(self, status: int, reason: str, method: Optional[str] = None) -> None:
         try:
-            self.send(error_response(status, reason, date=self.host.date(),
+            self.send(error_response(status, reason, method=method, date=self.host.date(),
                                      server=self.host.config.server_header))
         except OSError:
             pass
@@ -477,7 +478,7 @@ class Connection:
         try:
             worker = pool.acquire()
         except PoolFull as exc:
-            self.fail(503, str(exc))
+            self.fail(503, str(exc), req.method)
             return False
         g = getcurrent()
         g.name = worker  # type: ignore[attr-defined]

@@ -5,6 +5,8 @@ Protocol errors carry a hint for the wire (``status_hint`` for HTTP,
 """
 from __future__ import annotations
 
+from typing import Optional
+
 
 class GkitError(Exception):
     """Base class of every error gkit raises."""
@@ -15,7 +17,10 @@ class ConfigError(GkitError, ValueError):
 
 
 class ProtocolError(GkitError):
-    """The peer broke the protocol. ``status_hint`` is the HTTP status to answer with."""
+    """The peer broke the protocol. ``status_hint`` is the HTTP status to answer with;
+    ``method`` the request's method when it is known (a ``HEAD`` gets no error body)."""
+
+    method: Optional[str] = None
 
     def __init__(self, reason: str, status_hint: int = 400) -> None:
         super().__init__(reason)
@@ -32,4 +37,6 @@ class ChannelClosed(GkitError):
 
 
 class HandshakeError(ProtocolError):
-    """A WebSocket upgrade request that cannot be accepted (answered with 400)."""
+    """A WebSocket upgrade request that cannot be accepted, answered with its
+    ``status_hint``: 400, or 426 Upgrade Required for a ``Sec-WebSocket-Version``
+    other than 13 (RFC 6455 §4.4); both carry ``Sec-WebSocket-Version: 13``."""

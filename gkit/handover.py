@@ -62,7 +62,7 @@ def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[C
             max_message=config.max_ws)
     except HandshakeError as exc:
         ch = _http_channel(conn, ex)
-        ch.send({"status": 400, "body": f"400 Bad Request: {exc.reason}\n",
+        ch.send({"status": exc.status_hint, "body": f"{exc.status_hint} {exc.reason}\n",
                  "headers": {"Content-Type": "text/plain; charset=utf-8",
                              "Sec-WebSocket-Version": "13", "Connection": "close"}})
         return ch, False

@@ -21,7 +21,7 @@ from .config import Config, make_config
 from .connection import PARK_HEAD, PARK_IDLE, Connection
 from .listen import Bind, bind_all
 from .pool import WorkerPool
-from .proto.h1 import resolve_engine
+from .proto.engines import resolve_engine
 from .runners import Runners
 from .wsgi import Dispatch
 

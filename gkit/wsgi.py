@@ -212,7 +212,7 @@ class Dispatch:
             if ex.channel is not None or conn.handed_over:
                 return _failed(conn, ex, abort=True)
             if writer.head is None:
-                conn.send_error(exc.status_hint, exc.reason)
+                conn.send_error(exc.status_hint, exc.reason, req.method)
             return Outcome.CLOSE
         except BaseException as exc:
             # BaseException, not Exception: an app that lets SystemExit,
@@ -226,7 +226,7 @@ class Dispatch:
                 return _failed(conn, ex, abort=True)
             if writer.head is None:
                 conn.send_error(500, "the app failed" if not isinstance(exc, BadResponse)
-                                else str(exc))
+                                else str(exc), req.method)
             return Outcome.CLOSE
         finally:
             # The framework's iterable is closed; a returned channel is not (it

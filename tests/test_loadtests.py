@@ -48,3 +48,9 @@ def test_bench_ws_smoke():
 def test_bench_longpoll_smoke():
     out = run_smoke("bench_longpoll.py")
     assert "delivered" in out
+
+
+@pytest.mark.timeout(300)
+def test_bench_ws_session_smoke():
+    out = run_smoke("bench_ws_session.py")
+    assert "text32" in out and "wsproto" in out

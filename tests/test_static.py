@@ -49,7 +49,6 @@ def test_mypy_is_clean_on_gkit():
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=False, reason="made strict-clean on the proto branch")
 def test_mypy_strict_is_clean_on_proto():
     _need("mypy")
     proc = _run(["mypy", "--no-incremental", "--strict", "gkit/proto"])

@@ -330,7 +330,6 @@ def test_handshake_offered_deflate_answered_and_frames_compressed(serve):
 
 
 BAD_HANDSHAKES = [
-    ("version-8", dict(version_header="8")),
     ("version-missing", dict(version_header=None)),
     ("key-missing", dict(key=None)),
     ("key-not-base64", dict(key="not base64 at all!")),
@@ -362,6 +361,21 @@ def test_bad_handshake_400(serve, kw):
     if kw.get("version_header", "13") != "13":
         assert resp.get("sec-websocket-version") == "13"     # RFC 6455 §4.4
     assert seen.get(timeout=WAIT) == (False, False)
+
+
+@pytest.mark.parametrize("version", ["8", "14", "13, 8"])
+def test_wrong_version_426_with_the_version_gkit_speaks(serve, version):
+    """RFC 6455 §4.4: 426 Upgrade Required and Sec-WebSocket-Version: 13 (issue 8 point 13)."""
+    def app(environ, start_response):
+        return with_channel(environ)
+
+    server = serve(app)
+    data = send_raw(server.port, handshake_request(version_header=version), shut_wr=False)
+    resp, = parse_responses(data)
+    assert (resp.status, resp.reason) == (426, "Upgrade Required")
+    assert resp.get("sec-websocket-version") == "13"
+    assert not resp.has("sec-websocket-accept")
+    assert resp.body == f"426 Sec-WebSocket-Version must be 13, got {version}\n".encode()
 
 
 # -- framing robustness ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
-from .h1 import Request
+from .h1 import Request, target_authority
 
 # Header name (as received) -> environ key, or None for a header that is
 # dropped: names with "_" would collide with "-" in the environ, a trick for
@@ -65,6 +65,10 @@ def build_environ(req: Request, base: Dict[str, Any], remote: Tuple[str, int],
     environ["REMOTE_ADDR"] = remote[0]
     environ["REMOTE_PORT"] = str(remote[1])
     environ["wsgi.input"] = wsgi_input
+    if req.target[:1] != b"/" and b"://" in req.target:
+        # RFC 9112 §3.2.2: for an absolute-form target, its authority is the
+        # host, and a Host header is ignored (the loop below keeps this one).
+        environ["HTTP_HOST"] = target_authority(req.target.partition(b"://")[2]).decode("latin-1")
     cache = _KEY_CACHE
     for name, value in req.headers:
         key = cache.get(name)

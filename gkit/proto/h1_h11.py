@@ -4,8 +4,10 @@ from __future__ import annotations
 import h11
 
 from ..errors import ProtocolError
-from .h1 import (CLOSED, END, NEED_DATA, Event, H1Parser, check_framing_bytes, check_head,
-                 check_head_bytes)
+from typing import Optional
+
+from .h1 import (CLOSED, END, NEED_DATA, ChunkedChecker, Event, H1Parser, check_framing_bytes,
+                 check_head, check_head_bytes, check_request_line)
 
 
 class H11Parser(H1Parser):
@@ -28,6 +30,8 @@ class H11Parser(H1Parser):
         self._head_tail = b""  # last byte of head bytes already checked
         self._head_started = False  # bytes of the next head were fed since the last cycle
         self._head_raw = b""  # the raw bytes of the head being received
+        self._chunks: Optional[ChunkedChecker] = None  # gkit's check of a chunked body
+        self._error: Optional[ProtocolError] = None  # found by it, raised after the head
 
     def _new_conn(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
@@ -36,6 +40,8 @@ class H11Parser(H1Parser):
         if self._upgrading:
             self.trailing_data += data
             return
+        if self._chunks is not None and data:
+            self._check_chunks(data)
         if not self._in_message and data:
             if not self._head_started:
                 # RFC 9112 §2.2: ignore empty lines before a request line (llhttp does).
@@ -67,7 +73,16 @@ class H11Parser(H1Parser):
         if end < 0:
             self._guard_head(data)
 
+    def _check_chunks(self, data: bytes) -> None:
+        """Body bytes go through gkit's chunked checks before h11 sees them."""
+        assert self._chunks is not None
+        self._chunks.feed(data, 0)
+        if self._chunks.done:
+            self._chunks = None  # what follows is the next head (start_next_cycle)
+
     def next_event(self) -> Event:
+        if self._error is not None:
+            raise self._error
         if self._upgrading:
             return NEED_DATA
         try:
@@ -75,28 +90,40 @@ class H11Parser(H1Parser):
         except h11.RemoteProtocolError as exc:
             if exc.error_status_hint == 501:
                 check_framing_bytes(self._head_raw)  # llhttp's answer, where it differs
-            raise ProtocolError(str(exc) or "malformed request", exc.error_status_hint) from None
-        kind = type(event)
-        if kind is h11.Data:
+            error = ProtocolError(_reason(exc), exc.error_status_hint)
+            method, space, _ = self._head_raw.partition(b" ")
+            if space:  # a HEAD request's refusal has no body
+                error.method = method.decode("latin-1")
+            raise error from None
+        if type(event) is h11.Data:
             self._body_seen += len(event.data)
             if self._body_seen > self.max_body:
                 raise ProtocolError("request body too large", 413)
             return bytes(event.data) if event.data else self.next_event()
-        if kind is h11.Request:
+        if type(event) is h11.Request:
             self._head_done()
-            check_framing_bytes(self._head_raw)
+            # The fields as sent (h11 lower-cases some values and merges
+            # repeated Content-Length), so both engines hand over the same.
+            lines = self._head_raw.split(b"\r\n")
+            check_request_line(lines[0])
+            headers = [(name, value.strip(b" \t")) for name, _, value in
+                       (line.partition(b":") for line in lines[1:-2])]
             self._head_raw = self._head_tail = b""
             self._head_started = False
             self._in_message = True
             self._body_seen = 0
-            headers = list(event.headers.raw_items())
-            return check_head(event.method, event.target, event.http_version.decode("ascii"),
-                              headers, self.max_line, self.max_body, self.max_head)
-        if kind is h11.EndOfMessage:
-            for name, _ in event.headers:
-                if name in (b"content-length", b"transfer-encoding"):  # llhttp refuses them
-                    raise ProtocolError(f"{name.decode()} in the trailer section")
+            req = check_head(event.method, event.target, event.http_version.decode("ascii"),
+                             headers, self.max_line, self.max_body, self.max_head)
+            if req.chunked:
+                self._chunks = ChunkedChecker(self.max_line, self.max_head, self.max_body)
+                try:  # the body bytes that came with the head
+                    self._check_chunks(bytes(self._conn.trailing_data[0]))
+                except ProtocolError as exc:
+                    self._error = exc  # the request is seen; reading its body fails
+            return req
+        if type(event) is h11.EndOfMessage:  # trailers: checked by ChunkedChecker, dropped
             self._in_message = False
+            self._chunks = None
             return END
         if event is h11.NEED_DATA:
             return NEED_DATA
@@ -104,11 +131,11 @@ class H11Parser(H1Parser):
             self._upgrading = True
             self.trailing_data, _closed = self._conn.trailing_data
             return NEED_DATA
-        if kind is h11.ConnectionClosed:
+        if type(event) is h11.ConnectionClosed:
             if self._in_message:
                 raise ProtocolError("client closed in the middle of a request")
             return CLOSED
-        raise ProtocolError(f"unexpected event {kind.__name__}")  # pragma: no cover
+        raise ProtocolError(f"unexpected event {type(event).__name__}")  # pragma: no cover
 
     def upgrade_data(self) -> bytes:
         # h11 hands the bytes after an upgrade request over once it pauses,
@@ -133,3 +160,12 @@ class H11Parser(H1Parser):
     @property
     def in_head(self) -> bool:
         return not self._in_message and (self._head_bytes > 0 or bool(self._conn.trailing_data[0]))
+
+
+def _reason(exc: h11.RemoteProtocolError) -> str:
+    """h11's message without the Python repr some of them carry
+    (``illegal request line: bytearray(b'GET / ')``): the client gets words."""
+    text = str(exc) or "malformed request"
+    if "b'" in text or 'b"' in text or "bytearray(" in text:
+        text = text.partition(": ")[0]
+    return text

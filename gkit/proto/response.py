@@ -6,6 +6,7 @@ made here, so both engines behave the same on the wire.
 """
 from __future__ import annotations
 
+import re
 from typing import List, Optional, Tuple
 
 from ..errors import GkitError
@@ -15,6 +16,11 @@ NO_BODY = 0     # HEAD, 1xx, 204, 304
 LENGTH = 1      # Content-Length
 CHUNKED = 2     # Transfer-Encoding: chunked
 UNTIL_CLOSE = 3  # HTTP/1.0 without a length: the body ends when the connection does
+
+# RFC 9110 §5.1, §5.5: names are tokens; values hold no control character but
+# HTAB (CR and LF are checked apart: they may only be the line separators).
+_NAMES = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\n[!#$%&'*+.^_`|~0-9A-Za-z-]+)*\Z")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 _HOP_BY_HOP = frozenset(("transfer-encoding", "keep-alive", "te", "trailer", "upgrade",
                          "proxy-connection"))
@@ -113,6 +119,13 @@ def build_head(status: str, headers: List[Tuple[str, str]], *, method: str, vers
     # Only the separators may be line ends: any other CR or LF came from the app.
     if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
         raise BadResponse("a response status or header contains CR or LF")
+    if _CONTROL.search(text):
+        raise BadResponse("a response status or header contains a control character "
+                          "(NUL, DEL, ...): only HTAB is allowed")
+    if headers and not _NAMES.match("\n".join([name for name, _ in headers])):
+        bad = [name for name, _ in headers if not _NAMES.match(name)]
+        raise BadResponse(f"bad response header name {bad[0]!r}: names are tokens "
+                          "(letters, digits, !#$%&'*+.^_`|~-), no spaces or colons")
     try:
         data = (text + "\r\n\r\n").encode("latin-1")
     except UnicodeEncodeError:
@@ -120,18 +133,26 @@ def build_head(status: str, headers: List[Tuple[str, str]], *, method: str, vers
     return ResponseHead(data, mode, length, keep_alive, code)
 
 
-def error_response(status: int, reason: str, *, date: str, server: Optional[str]) -> bytes:
-    """A short, closing error response (400, 413, 414, 431, 500, 503, ...)."""
+def error_response(status: int, reason: str, *, method: Optional[str] = None, date: str,
+                   server: Optional[str]) -> bytes:
+    """A short, closing error response (400, 413, 414, 431, 500, 503, ...);
+    to a ``HEAD`` request (``method``), the same head without the body.
+
+    >>> error_response(400, "bad Host", method="HEAD", date="d", server=None).endswith(
+    ...     b"Date: d\\r\\n\\r\\n")
+    True
+    """
     phrase = _PHRASES.get(status, "Error")
     body = f"{status} {phrase}: {reason}\n".encode("utf-8", "replace")
     head = [f"HTTP/1.1 {status} {phrase}", "Content-Type: text/plain; charset=utf-8",
             f"Content-Length: {len(body)}", "Connection: close", "Date: " + date]
     if server is not None:
         head.append("Server: " + server)
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+    data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+    return data if method == "HEAD" else data + body
 
 
 _PHRASES = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
             414: "URI Too Long", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
-            505: "HTTP Version Not Supported"}
+            426: "Upgrade Required", 500: "Internal Server Error", 501: "Not Implemented",
+            503: "Service Unavailable", 505: "HTTP Version Not Supported"}

@@ -163,9 +163,11 @@ def _check_request(method: str, http_version: str, fields: dict[str, list[str]])
     if "upgrade" not in _tokens(fields, "connection"):
         raise HandshakeError("the Connection header must contain 'Upgrade'")
     versions = _tokens(fields, "sec-websocket-version")
+    if not versions:
+        raise HandshakeError("Sec-WebSocket-Version is missing: give 13")
     if versions != ["13"]:
-        got = ", ".join(versions) or "none"
-        raise HandshakeError(f"Sec-WebSocket-Version must be 13, got {got}")
+        # RFC 6455 §4.4: a version the server does not speak gets 426 and the one it does.
+        raise HandshakeError(f"Sec-WebSocket-Version must be 13, got {', '.join(versions)}", 426)
     keys = fields.get("sec-websocket-key", [])
     if len(keys) != 1:
         raise HandshakeError(f"expected one Sec-WebSocket-Key header, got {len(keys)}")

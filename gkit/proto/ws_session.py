@@ -17,7 +17,6 @@ formats the permessage-deflate answer in the handshake.
 from __future__ import annotations
 
 import codecs
-from struct import Struct
 
 from .ws_deflate import TAIL, DeflateCodec, DeflateParams
 from .ws_events import (
@@ -33,12 +32,33 @@ from .ws_events import (
     Pong,
     valid_close_code,
 )
+from .ws_frames import (
+    FIN,
+    FIN_BINARY,
+    FIN_CLOSE,
+    FIN_PING,
+    FIN_PONG,
+    FIN_TEXT,
+    LENGTH,
+    LENGTH_16,
+    LENGTH_64,
+    MASKED,
+    MAX_CONTROL_PAYLOAD,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    OPCODE,
+    RSV1,
+    RSV_BITS,
+    build_frame,
+    close_payload,
+    unmask,
+)
 
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2  # _CLOSING: we sent a close frame and wait for the reply
 
-_U16 = Struct("!BBH").pack
-_U64 = Struct("!BBQ").pack
-_XOR = [bytes(a ^ b for a in range(256)) for b in range(256)]
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -49,35 +69,6 @@ class _Fail(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-def _unmask(data: bytes, mask: bytes) -> bytes:
-    n = len(data)
-    if n <= 2048:
-        # One big-int XOR: about 0.6 µs for 32 bytes, three times faster than translate.
-        key = int.from_bytes((mask * ((n >> 2) + 1))[:n], "little")
-        return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
-    # Large payloads: one translate per mask byte runs at memory speed, the int XOR does not.
-    buf = bytearray(data)
-    for i in range(4):
-        buf[i::4] = buf[i::4].translate(_XOR[mask[i]])
-    return bytes(buf)
-
-
-def _frame(first: int, payload: bytes) -> bytes:
-    """A server frame (unmasked): ``first`` is FIN|RSV|opcode."""
-    n = len(payload)
-    if n < 126:
-        return bytes((first, n)) + payload
-    if n < 65536:
-        return _U16(first, 126, n) + payload
-    return _U64(first, 127, n) + payload
-
-
-def _close_payload(code: int, reason: str) -> bytes:
-    # 125 bytes at most for a control frame; cut the reason at a character boundary.
-    data = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
-    return code.to_bytes(2, "big") + data
 
 
 class WsSession:
@@ -92,8 +83,8 @@ class WsSession:
     ([Closed(code=1000, reason='')], b'\\x88\\x02\\x03\\xe8')
     """
 
-    __slots__ = ("_buf", "_codec", "_deflate", "_fin", "_inflating", "_left", "_mask", "_max", "_op", "_out", "_parts",
-                 "_size", "_state", "_utf8")
+    __slots__ = ("_buf", "_codec", "_deflate", "_fin", "_inflating", "_left", "_mask", "_max",
+                 "_op", "_out", "_parts", "_size", "_state", "_utf8")
 
     def __init__(self, *, max_message: int = 4194304, deflate: DeflateParams | None = None) -> None:
         if max_message < 1:
@@ -107,7 +98,7 @@ class WsSession:
         self._fin = False
         self._mask = b""
         # The message being assembled across fragments and reads.
-        self._op = 0  # 0 none, 1 text, 2 binary
+        self._op = 0  # 0 none, else OP_TEXT or OP_BINARY
         self._parts = bytearray()
         self._size = 0
         self._utf8: codecs.IncrementalDecoder | None = None
@@ -170,6 +161,12 @@ class WsSession:
         return data
 
     def _parse(self, data: bytes, events: list[Event]) -> int:
+        """Parse frames from ``data``; returns where it stopped (a partial header
+        or control frame stays for the next read; a payload is taken as it comes).
+
+        The hot path, inline: a whole, unfragmented, uncompressed data message
+        with a 7-bit length in this read. Everything else goes to :meth:`_frame`.
+        """
         pos = 0
         end = len(data)
         while pos < end:
@@ -180,64 +177,14 @@ class WsSession:
                 break
             b0 = data[pos]
             b1 = data[pos + 1]
-            op = b0 & 0x0F
-            # Everything the first two bytes can tell, checked before waiting for more.
-            if b0 & 0x70 and (b0 & 0x70 != 0x40 or self._deflate is None or op not in (1, 2)):
-                raise _Fail(PROTOCOL_ERROR, "reserved bits set without an extension that uses them")
-            if not b1 & 0x80:
-                raise _Fail(PROTOCOL_ERROR, "client frames must be masked")
-            n = b1 & 0x7F
-            if op > 7:
-                if op > 10:
-                    raise _Fail(PROTOCOL_ERROR, f"unknown opcode {op:#x}")
-                if not b0 & 0x80:
-                    raise _Fail(PROTOCOL_ERROR, "fragmented control frame")
-                if n > 125:
-                    raise _Fail(PROTOCOL_ERROR, "control frame payload over 125 bytes")
-                if end - pos < 6 + n:
-                    break
-                payload = _unmask(data[pos + 6:pos + 6 + n], data[pos + 2:pos + 6])
+            n = b1 ^ MASKED  # the 7-bit length when the MASK bit is set, else >= 128
+            if (b0 == FIN_TEXT or b0 == FIN_BINARY) and n < LENGTH_16 and not self._op \
+                    and end - pos >= 6 + n:
+                if n > self._max:
+                    raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
+                payload = unmask(data[pos + 6:pos + 6 + n], data[pos + 2:pos + 6])
                 pos += 6 + n
-                self._control(op, payload, events)
-                if self._state == _CLOSED:
-                    return pos
-                continue
-            if op > 2:
-                raise _Fail(PROTOCOL_ERROR, f"unknown opcode {op:#x}")
-            if op and self._op:
-                raise _Fail(PROTOCOL_ERROR, "new message while a fragmented one is in progress")
-            if not op and not self._op:
-                raise _Fail(PROTOCOL_ERROR, "continuation frame without a message to continue")
-            head = 6
-            if n == 126:
-                if end - pos < 4:
-                    break
-                n = (data[pos + 2] << 8) | data[pos + 3]
-                if n < 126:
-                    raise _Fail(PROTOCOL_ERROR, "payload length not in its shortest form")
-                head = 8
-            elif n == 127:
-                if end - pos < 10:
-                    break
-                n = int.from_bytes(data[pos + 2:pos + 10], "big")
-                if n < 65536 or n >> 63:
-                    raise _Fail(PROTOCOL_ERROR, "64-bit length not minimal or over 2**63")
-                head = 14
-            deflated = b0 & 0x40 or (not op and self._inflating)
-            if not deflated and self._size + n > self._max:
-                # Refused from the header alone: not a byte of it gets buffered.
-                raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
-            if end - pos < head:
-                break
-            mask = data[pos + head - 4:pos + head]
-            pos += head
-            if op and b0 & 0x80 and end - pos >= n:
-                # The hot path: a whole single-frame message in this read.
-                payload = _unmask(data[pos:pos + n], mask)
-                pos += n
-                if deflated:
-                    payload = self._inflated_message(payload)
-                if op == 1:
+                if b0 == FIN_TEXT:
                     try:
                         events.append(Message(payload.decode("utf-8")))
                     except UnicodeDecodeError:
@@ -245,23 +192,107 @@ class WsSession:
                 else:
                     events.append(Message(payload))
                 continue
-            if op:
-                self._op = op
-                self._inflating = bool(deflated)
-                if op == 1:
-                    self._utf8 = _Utf8Decoder()
-            self._left = n
-            self._fin = bool(b0 & 0x80)
-            self._mask = mask
-            if not n:
-                self._frame_done(events)
+            nxt = self._frame(data, pos, end, b0, b1, events)
+            if nxt < 0:
+                break  # the rest of the header (or control frame) is in a later read
+            pos = nxt
+            if self._state == _CLOSED:
+                break
         return pos
+
+    def _frame(self, data: bytes, pos: int, end: int, b0: int, b1: int,
+               events: list[Event]) -> int:
+        """Any frame but the hot path's; returns the position after its header
+        (or after the whole control frame), or -1 if more bytes are needed."""
+        op = b0 & OPCODE
+        if b0 & RSV_BITS or not b1 & MASKED or op > OP_BINARY:
+            self._check_first_bytes(b0, b1, op)
+        if op >= OP_CLOSE:
+            n = b1 & LENGTH
+            if end - pos < 6 + n:
+                return -1
+            payload = unmask(data[pos + 6:pos + 6 + n], data[pos + 2:pos + 6])
+            self._control(op, payload, events)
+            return pos + 6 + n
+        if op and self._op:
+            raise _Fail(PROTOCOL_ERROR, "new message while a fragmented one is in progress")
+        if not op and not self._op:
+            raise _Fail(PROTOCOL_ERROR, "continuation frame without a message to continue")
+        n = b1 & LENGTH
+        head, n = (6, n) if n < LENGTH_16 else self._length(data, pos, end, n)
+        deflated = b0 & RSV1 or (not op and self._inflating)
+        if not deflated and self._size + n > self._max:
+            # Refused from the header alone: not a byte of it gets buffered.
+            raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
+        if head < 0 or end - pos < head:
+            return -1
+        mask = data[pos + head - 4:pos + head]
+        pos += head
+        if op and b0 & FIN and end - pos >= n:  # a whole message: at once
+            payload = unmask(data[pos:pos + n], mask)
+            if deflated:
+                payload = self._inflated_message(payload)
+            if op == OP_TEXT:
+                try:
+                    events.append(Message(payload.decode("utf-8")))
+                except UnicodeDecodeError:
+                    raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message") from None
+            else:
+                events.append(Message(payload))
+            return pos + n
+        if op:  # the first frame of a message that arrives in pieces
+            self._op = op
+            self._inflating = bool(deflated)
+            if op == OP_TEXT:
+                self._utf8 = _Utf8Decoder()
+        self._left = n
+        self._fin = bool(b0 & FIN)
+        self._mask = mask
+        if not n:
+            self._frame_done(events)
+        return pos
+
+    def _check_first_bytes(self, b0: int, b1: int, op: int) -> None:
+        """Everything the first two bytes can tell, checked before waiting for more."""
+        rsv = b0 & RSV_BITS
+        if rsv and (rsv != RSV1 or self._deflate is None or op not in (OP_TEXT, OP_BINARY)):
+            raise _Fail(PROTOCOL_ERROR, "reserved bits set without an extension that uses them")
+        if not b1 & MASKED:
+            raise _Fail(PROTOCOL_ERROR, "client frames must be masked")
+        if op > OP_PONG or OP_BINARY < op < OP_CLOSE:
+            raise _Fail(PROTOCOL_ERROR, f"unknown opcode {op:#x}")
+        if op >= OP_CLOSE:
+            if not b0 & FIN:
+                raise _Fail(PROTOCOL_ERROR, "fragmented control frame")
+            if b1 & LENGTH > MAX_CONTROL_PAYLOAD:
+                raise _Fail(PROTOCOL_ERROR, "control frame payload over 125 bytes")
+
+    @staticmethod
+    def _length(data: bytes, pos: int, end: int, n: int) -> tuple[int, int]:
+        """(header size, payload length) of a data frame with an extended length
+        (``n`` is LENGTH_16 or LENGTH_64); header size -1 when it is not all
+        here yet. Lengths must be in their shortest form (§5.2)."""
+        if n == LENGTH_16:
+            if end - pos < 4:
+                return -1, 0
+            n = (data[pos + 2] << 8) | data[pos + 3]
+            if n < LENGTH_16:
+                raise _Fail(PROTOCOL_ERROR, "payload length not in its shortest form")
+            return 8, n
+        if n == LENGTH_64:
+            if end - pos < 10:
+                return -1, 0
+            n = int.from_bytes(data[pos + 2:pos + 10], "big")
+            if n < 65536 or n >> 63:
+                raise _Fail(PROTOCOL_ERROR, "64-bit length not minimal or over 2**63")
+            return 14, n
+        return 6, n  # pragma: no cover (7-bit lengths are read inline)
 
     def _payload(self, data: bytes, pos: int, end: int, events: list[Event]) -> int:
         """Take what is here of the current data frame's payload, as it arrives."""
         take = min(self._left, end - pos)
         mask = self._mask
-        chunk = _unmask(data[pos:pos + take], mask)
+        chunk = unmask(data[pos:pos + take], mask)
         turn = take & 3
         if turn:
             self._mask = mask[turn:] + mask[:turn]
@@ -320,7 +351,7 @@ class WsSession:
             self._add(self._inflated(TAIL))
             self._inflate_done()
         parts = self._parts
-        if self._op == 1:
+        if self._op == OP_TEXT:
             assert self._utf8 is not None
             try:
                 self._utf8.decode(b"", True)
@@ -337,12 +368,12 @@ class WsSession:
         self._inflating = False
 
     def _control(self, op: int, payload: bytes, events: list[Event]) -> None:
-        if op == 9:
+        if op == OP_PING:
             events.append(Ping(payload))
             if self._state == _OPEN:
-                self._out.append(_frame(0x8A, payload))
+                self._out.append(build_frame(FIN_PONG, payload))
             return
-        if op == 10:
+        if op == OP_PONG:
             events.append(Pong(payload))
             return
         if not payload:
@@ -359,13 +390,13 @@ class WsSession:
                 raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in the close reason") from None
         if self._state == _OPEN:
             # Echo the code (RFC 6455 §5.5.1); a close without a code gets one without a code.
-            self._out.append(_frame(0x88, payload[:2]))
+            self._out.append(build_frame(FIN_CLOSE, payload[:2]))
         self._close()
         events.append(Closed(code, reason))
 
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
         if self._state == _OPEN:
-            self._out.append(_frame(0x88, _close_payload(code, reason)))
+            self._out.append(build_frame(FIN_CLOSE, close_payload(code, reason)))
         self._close()
         events.append(Closed(code, reason))
 
@@ -389,37 +420,32 @@ class WsSession:
             return b""
         if type(data) is str:
             payload = data.encode("utf-8")
-            first = 0x81
+            first = FIN_TEXT
         elif isinstance(data, str):
             payload = str(data).encode("utf-8")
-            first = 0x81
+            first = FIN_TEXT
         else:
             payload = data if type(data) is bytes else bytes(data)
-            first = 0x82
+            first = FIN_BINARY
         if self._codec is not None:
             payload = self._codec.compress(payload)
-            first |= 0x40
-        n = len(payload)
-        if n < 126:
-            return bytes((first, n)) + payload
-        if n < 65536:
-            return _U16(first, 126, n) + payload
-        return _U64(first, 127, n) + payload
+            first |= RSV1
+        return build_frame(first, payload)
 
     def send_ping(self, data: bytes = b"") -> bytes:
         """A ping frame (at most 125 bytes of data); ``b""`` once not open."""
-        return self._send_control(0x89, bytes(data))
+        return self._send_control(FIN_PING, bytes(data))
 
     def send_pong(self, data: bytes = b"") -> bytes:
         """An unsolicited pong frame (a heartbeat); pings are answered automatically."""
-        return self._send_control(0x8A, bytes(data))
+        return self._send_control(FIN_PONG, bytes(data))
 
     def _send_control(self, first: int, payload: bytes) -> bytes:
-        if len(payload) > 125:
+        if len(payload) > MAX_CONTROL_PAYLOAD:
             raise ValueError(f"control frame data is {len(payload)} bytes; the limit is 125")
         if self._state != _OPEN:
             return b""
-        return _frame(first, payload)
+        return build_frame(first, payload)
 
     def send_close(self, code: int = 1000, reason: str = "") -> bytes:
         """Start the closing handshake; ``b""`` if a close was already sent or received.
@@ -435,5 +461,5 @@ class WsSession:
         if self._state != _OPEN:
             return b""
         self._state = _CLOSING
-        return self.data_to_send() + _frame(0x88, _close_payload(code, reason))
+        return self.data_to_send() + build_frame(FIN_CLOSE, close_payload(code, reason))
 

@@ -40,7 +40,7 @@ TAIL = b"\x00\x00\xff\xff"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3
 ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 PROTO_DIR = Path(__file__).resolve().parents[2] / "gkit" / "proto"
-MODULES = ["websocket.py", "ws_session.py", "ws_events.py"]
+MODULES = ["websocket.py", "ws_session.py", "ws_events.py", "ws_frames.py"]
 
 
 # -- frame builders (independent of the code under test) ------------------------------------
@@ -164,7 +164,7 @@ BAD_HANDSHAKES = [
     ("upgrade-substring", "GET", "HTTP/1.1", replaced("Upgrade", "websockets"), "Upgrade header"),
     ("no-connection", "GET", "HTTP/1.1", without("connection"), "Connection header"),
     ("connection-close", "GET", "HTTP/1.1", replaced("Connection", "close"), "Connection header"),
-    ("no-version", "GET", "HTTP/1.1", without("sec-websocket-version"), "got none"),
+    ("no-version", "GET", "HTTP/1.1", without("sec-websocket-version"), "missing: give 13"),
     ("version-8", "GET", "HTTP/1.1", replaced("Sec-WebSocket-Version", "8"), "got 8"),
     ("version-list", "GET", "HTTP/1.1", replaced("Sec-WebSocket-Version", "13, 8"), "got 13, 8"),
     ("no-key", "GET", "HTTP/1.1", without("sec-websocket-key"), "one Sec-WebSocket-Key"),
@@ -188,7 +188,9 @@ def test_reject_handshake(method: str, version: str, headers: list[tuple[str, st
                           reason: str) -> None:
     with pytest.raises(HandshakeError) as info:
         accept_handshake(method, version, headers)
-    assert info.value.status_hint == 400
+    # RFC 6455 §4.4: a version gkit does not speak is 426 Upgrade Required
+    wrong_version = reason.startswith("got ")
+    assert info.value.status_hint == (426 if wrong_version else 400)
     assert reason in info.value.reason
 
 
