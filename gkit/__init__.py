@@ -7,9 +7,10 @@ from .errors import ChannelClosed, ConfigError, GkitError, HandshakeError, Proto
 from .channel import Channel
 from .handover import as_channel, async_response, with_channel
 from .server import Server, run_server
+from .sse import SseChannel, sse_channel
 from .timer import schedule_task
 
 __all__ = ["run_server", "Server", "Config", "Channel", "with_channel", "as_channel",
-           "async_response", "schedule_task", "ChannelClosed", "ConfigError", "GkitError",
-           "HandshakeError", "ProtocolError"]
+           "async_response", "sse_channel", "SseChannel", "schedule_task", "ChannelClosed",
+           "ConfigError", "GkitError", "HandshakeError", "ProtocolError"]
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ from gevent.server import StreamServer
 
 from .config import Config, make_config
 from .connection import PARK_HEAD, PARK_IDLE, Connection
+from .heartbeat import Heartbeats
 from .listen import Bind, bind_all
 from .pool import WorkerPool
 from .proto.h1 import resolve_engine
@@ -75,6 +76,7 @@ class Deadlines:
         self.now = time.monotonic()
         self.idle_after = config.idle_timeout
         self.period = max(0.05, min(1.0, config.idle_timeout / 4, config.header_timeout / 4))
+        self.heartbeats = Heartbeats()  # SSE comments (and WebSocket pings), per sweep
 
     def start(self) -> None:
         self.idle_after = self.config.idle_timeout + self.period
@@ -106,6 +108,8 @@ class Deadlines:
         for conn in late:
             del self.head[conn]
             gevent.spawn(conn.fail, 408, "request head not complete in time")
+        if self.heartbeats:
+            self.heartbeats.sweep(now)
 
 
 class Server:

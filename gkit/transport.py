@@ -69,6 +69,10 @@ class Transport(Protocol):
 class DeadlineKeeper(Protocol):
     """The server's deadlines of parked connections (``server.Deadlines``)."""
 
+    @property
+    def heartbeats(self) -> Heartbeats:
+        """Channels beaten by the sweeper (SSE comments, WebSocket pings)."""
+
     def park(self, conn: Conn, why: int) -> None: ...
 
     def unpark(self, conn: Conn) -> None: ...

@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
-__all__ = ["Event", "EventStreamDecoder", "encode_event", "encode_comment", "HEARTBEAT",
-           "CONTENT_TYPE"]
+__all__ = ["Event", "EventStreamDecoder", "encode_event", "encode_comment", "encode_retry",
+           "HEARTBEAT", "CONTENT_TYPE"]
 
 CONTENT_TYPE = "text/event-stream"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -81,6 +81,16 @@ def _retry_ms(retry: float) -> int:
     if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not retry >= 0:
         raise ValueError(f"SSE retry={retry!r}: give a non-negative number of seconds")
     return int(round(retry * 1000))
+
+
+def encode_retry(retry: float) -> bytes:
+    """A ``retry:`` field alone (the client's reconnection delay, given in
+    seconds): it dispatches no event.
+
+    >>> encode_retry(3)
+    b'retry: 3000\\n\\n'
+    """
+    return b"retry: %d\n\n" % _retry_ms(retry)
 
 
 def encode_comment(text: str = "") -> bytes:
