@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
 from .errors import ConfigError
+from .proto.origin import parse_allowed_origins
 
 HTTP_ENGINES = ("auto", "httptools", "h11")
 
@@ -62,6 +63,10 @@ class Config:
     backlog: int = _opt(1024, "listen backlog")
     reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
     ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
+    ws_allowed_origins: Tuple[str, ...] = _opt(
+        (), "origins allowed to open a WebSocket, comma-separated: exact (https://example.com) "
+            "or wildcard (https://*.example.com); others get 403 before the app runs, a "
+            "handshake without Origin passes; empty = any origin")
 
     def __post_init__(self) -> None:
         if self.http not in HTTP_ENGINES:
@@ -97,6 +102,15 @@ class Config:
             except ValueError:
                 raise ConfigError(f"forwarded_allow_ips: {item!r} is not an IP address or network "
                                   f"(e.g. 127.0.0.1,10.0.0.0/8 or '*')") from None
+
+        if isinstance(self.ws_allowed_origins, str):
+            object.__setattr__(self, "ws_allowed_origins", tuple(
+                p for p in self.ws_allowed_origins.split(",") if p.strip()))
+        try:
+            object.__setattr__(self, "ws_allowed_origins",
+                               parse_allowed_origins(self.ws_allowed_origins))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def max_head(self) -> int:

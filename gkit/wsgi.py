@@ -27,6 +27,7 @@ from .errors import ProtocolError
 from .state import Exchange, Outcome
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
+from .proto.origin import refused_origin
 from .proto.response import (CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead,
                              build_head)
 from .wsgi_io import NO_BODY_INPUT, FileWrapper, Input, sendfile_all
@@ -182,13 +183,26 @@ class Dispatch:
                 self._heads[key] = head
         return head
 
+    def answer(self, conn: Connection, req: Request, status: str, reason: str) -> None:
+        """A short text/plain answer from the server itself; the connection closes after it."""
+        body = f"{status}: {reason}\n".encode("utf-8", "replace")
+        head = self.response_head(status, [("Content-Type", "text/plain; charset=utf-8")],
+                                  req.method, req.version, False, len(body))
+        conn.send(head.data + (b"" if req.method == "HEAD" else body))
+
     # -- one request -----------------------------------------------------------------
     def run(self, conn: Connection, ex: Exchange, keep_alive: bool) -> Outcome:
         """Call the app for ``ex.request`` and write its response."""
         req = ex.request
+        config = self.config
+        if req.upgrade and config.ws_allowed_origins:  # issue 12: refused before the app
+            refused = refused_origin(req.headers, config.ws_allowed_origins)
+            if refused is not None:
+                self.answer(conn, req, "403 Forbidden",
+                            f"Origin {refused} is not allowed (ws_allowed_origins)")
+                return Outcome.CLOSE
         inp = Input(conn, req) if req.has_body else NO_BODY_INPUT
         environ = build_environ(req, self._base[conn.secure], conn.addr, inp)
-        config = self.config
         if config.proxy_headers and self.trusts(conn.addr[0]):
             apply_proxy_headers(environ, config.forwarded_allow_ips)
             ex.client = environ["REMOTE_ADDR"]
