@@ -63,6 +63,9 @@ class Config:
     backlog: int = _opt(1024, "listen backlog")
     reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
     ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
+    block_warn: Optional[float] = _opt(
+        None, "seconds a greenlet may hold the hub before gkit.error gets its worker name, "
+              "request line and stack, once per incident (gevent's monitor thread); 'none' = off")
     ws_allowed_origins: Tuple[str, ...] = _opt(
         (), "origins allowed to open a WebSocket, comma-separated: exact (https://example.com) "
             "or wildcard (https://*.example.com); others get 403 before the app runs, a "
@@ -87,6 +90,11 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds")
+        for name in ("block_warn",):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise ConfigError(f"{name}={value!r}: give a positive number of seconds, "
+                                  f"or None for off")
         # _ssl._SSLContext is the base of the stdlib's and gevent's SSLContext,
         # so a context made before or after monkey-patching is accepted.
         if self.ssl_context is not None and not isinstance(self.ssl_context, _ssl._SSLContext):

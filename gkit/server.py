@@ -163,6 +163,9 @@ class Server:
         # Fire just after each second starts, so Date is never more than a tick late.
         self._clock = self.hub.loop.timer(1.0 - time.time() % 1.0 + 0.001, 1.0)
         self._clock.start(self.dispatcher.tick)
+        if self.config.block_warn is not None:
+            from .blockwarn import watch
+            watch(self, self.config.block_warn)
         return self
 
     # -- what connections ask of the server (transport.Host) ---------------------------
@@ -256,6 +259,9 @@ class Server:
                 timer.stop()
                 timer.close()
         self._sweeper = self._clock = None
+        if self.config.block_warn is not None:
+            from .blockwarn import unwatch
+            unwatch(self)
         self.status = "stopped"
         self._stopped.set()
 
