@@ -34,6 +34,7 @@ from typing import Any, List, Optional
 
 import gevent
 import gevent.events
+import gevent.hub
 from gevent import config as gevent_config
 from gevent.monkey import get_original
 
@@ -58,13 +59,18 @@ class _Watch:
         if not isinstance(event, gevent.events.EventLoopBlocked) or not self.servers:
             return
         g = event.greenlet
+        hub = event.hub or gevent.get_hub()
+        frame = sys._current_frames().get(hub.thread_ident)
+        if frame is not None and frame.f_code is _HUB_RUN:
+            # The hub's own loop is the current frame: it waits for events, and
+            # the greenlet gevent names has let go already (a race of the tracer).
+            return
         with self.lock:
             if g is self.incident:
                 return
             self.incident = g
-        hub = event.hub or gevent.get_hub()
         try:
-            self._report(g, event.blocking_time, hub)
+            self._report(g, event.blocking_time, frame)
         finally:
             hub.loop.run_callback_threadsafe(self._hub_ran, g)
 
@@ -73,10 +79,9 @@ class _Watch:
             if self.incident is g:
                 self.incident = None
 
-    def _report(self, g: Any, period: float, hub: Any) -> None:
+    def _report(self, g: Any, period: float, frame: Any) -> None:
         name = getattr(g, "name", None) or repr(g)
         serving = _request_of(g, list(self.servers))
-        frame = sys._current_frames().get(hub.thread_ident)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)\n"
         error_log.warning(
             "the hub was blocked for over %.3g s by %s %s (block_warn): every other "
@@ -102,6 +107,7 @@ def _request_of(g: Any, servers: List[Any]) -> str:
     return ""
 
 
+_HUB_RUN = getattr(getattr(gevent.hub.Hub, "run", None), "__code__", None)
 _watch = _Watch()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Protocol, Tuple
 
 from .config import Config
+from .heartbeat import Heartbeats
 from .state import Exchange, Outcome
 from .pool import WorkerPool
 from .proto.h1 import Request

@@ -158,11 +158,11 @@ def test_heartbeat_comments_come_while_the_stream_is_quiet(serve) -> None:
     chans[0].send_event("news")
     assert s.events(1) == [Event("news")]
     assert s.chunk() == b":\n\n"
-    assert len(server.heartbeats) == 1
+    assert len(server.deadlines.heartbeats) == 1
     chans[0].close()
     s.conn.read_until(b"0\r\n\r\n", WAIT)
     gevent.sleep(0.3)  # two sweeps: the closed channel is dropped, no beat is written
-    assert len(server.heartbeats) == 0
+    assert len(server.deadlines.heartbeats) == 0
     assert s.conn.buf == b"0\r\n\r\n"
 
 
