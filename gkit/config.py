@@ -63,6 +63,10 @@ class Config:
     backlog: int = _opt(1024, "listen backlog")
     reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
     ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
+    request_timeout: Optional[float] = _opt(
+        None, "seconds an app call may run (its body iterated included) before gevent.Timeout "
+              "is raised in it: 504 if nothing was sent, else the connection is cut; channels "
+              "are exempt; 'none' = no limit")
     block_warn: Optional[float] = _opt(
         None, "seconds a greenlet may hold the hub before gkit.error gets its worker name, "
               "request line and stack, once per incident (gevent's monitor thread); 'none' = off")
@@ -90,7 +94,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds")
-        for name in ("block_warn",):
+        for name in ("block_warn", "request_timeout"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds, "

@@ -24,6 +24,7 @@ from .listen import Bind, bind_all
 from .pool import WorkerPool
 from .proto.h1 import resolve_engine
 from .runners import Runners
+from .timeouts import AppDeadlines
 from .wsgi import Dispatch
 
 log = logging.getLogger("gkit")
@@ -75,8 +76,10 @@ class Deadlines:
         # idle_after adds one sweep period so no deadline comes early.
         self.now = time.monotonic()
         self.idle_after = config.idle_timeout
-        self.period = max(0.05, min(1.0, config.idle_timeout / 4, config.header_timeout / 4))
+        self.period = max(0.05, min(1.0, config.idle_timeout / 4, config.header_timeout / 4,
+                                    (config.request_timeout or 4.0) / 4))
         self.heartbeats = Heartbeats()  # SSE comments (and WebSocket pings), per sweep
+        self.in_app = AppDeadlines(config.request_timeout) if config.request_timeout else None
 
     def start(self) -> None:
         self.idle_after = self.config.idle_timeout + self.period
@@ -108,6 +111,8 @@ class Deadlines:
         for conn in late:
             del self.head[conn]
             gevent.spawn(conn.fail, 408, "request head not complete in time")
+        if self.in_app is not None and self.in_app.running:
+            self.in_app.sweep(now, gevent.get_hub())
         if self.heartbeats:
             self.heartbeats.sweep(now)
 
@@ -204,10 +209,14 @@ class Server:
             self.draining.discard(conn)  # now counted as busy instead
         self.requests += 1
         self.busy += 1
+        if self.deadlines.in_app is not None:
+            self.deadlines.in_app.started(conn)  # request_timeout runs from here
 
     def request_ended(self, conn: Connection) -> None:
         """An app call ended (or was handed over and then returned)."""
         self.busy -= 1
+        if self.deadlines.in_app is not None:
+            self.deadlines.in_app.ended(conn)
         if self.status == "stopping":
             self._busy_ended()  # stop() may be waiting for the last app call
 

@@ -28,6 +28,7 @@ from .state import Exchange, Outcome
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
 from .proto.origin import refused_origin
+from .timeouts import RequestTimeout
 from .proto.response import (CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead,
                              build_head)
 from .wsgi_io import NO_BODY_INPUT, FileWrapper, Input, sendfile_all
@@ -222,6 +223,13 @@ class Dispatch:
             _write_result(conn, writer, result)
         except OSError:
             return _failed(conn, ex)
+        except RequestTimeout:  # thrown by the sweeper, which logged it (timeouts.py)
+            if ex.channel is not None or conn.handed_over:
+                return _failed(conn, ex, abort=True)
+            if writer.head is None:
+                self.answer(conn, req, "504 Gateway Timeout",
+                            "the app did not answer within request_timeout")
+            return Outcome.CLOSE  # after a head: the connection is cut
         except ProtocolError as exc:  # from reading wsgi.input (413, bad chunk)
             if ex.channel is not None or conn.handed_over:
                 return _failed(conn, ex, abort=True)
