@@ -70,6 +70,12 @@ class Config:
     block_warn: Optional[float] = _opt(
         None, "seconds a greenlet may hold the hub before gkit.error gets its worker name, "
               "request line and stack, once per incident (gevent's monitor thread); 'none' = off")
+    ws_ping_interval: Optional[float] = _opt(
+        20.0, "seconds a WebSocket may stay quiet (nothing received) before the server pings "
+              "it; keeps it alive behind 60 s proxy idle limits; 'none' = never ping")
+    ws_ping_timeout: Optional[float] = _opt(
+        20.0, "seconds after a ping with nothing received before the WebSocket is closed "
+              "(code 1011, on_close status 'ping-timeout'); 'none' = never close")
     ws_allowed_origins: Tuple[str, ...] = _opt(
         (), "origins allowed to open a WebSocket, comma-separated: exact (https://example.com) "
             "or wildcard (https://*.example.com); others get 403 before the app runs, a "
@@ -94,7 +100,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds")
-        for name in ("block_warn", "request_timeout"):
+        for name in ("block_warn", "request_timeout", "ws_ping_interval", "ws_ping_timeout"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds, "

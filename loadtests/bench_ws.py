@@ -112,6 +112,14 @@ def server_specs(tree: str | None = None) -> list[ServerSpec]:
             ("{python}", "{peers}/ws_websockets.py", "--port", "{port}", "--uvloop"),
             requires=("websockets", "uvloop"),
         ),
+        # Not run by default: gkit with heartbeats off, for the idle-memory cost of pings.
+        ServerSpec(
+            "gkit-noping",
+            (*gkit, ECHO_APP, "--ip", "127.0.0.1", "--port", "{port}", "--http", "httptools",
+             "--ws-ping-interval", "none"),
+            requires=(*needs, "httptools"),
+            default=False,
+        ),
         # Not run by default: the WebSocket path is the same for both HTTP engines.
         ServerSpec(
             "gkit-h11",
