@@ -80,7 +80,8 @@ gunicorn setting               in the gkit worker
 =============================  ===============================================
 
 gkit options that gunicorn has no setting for (``max_body``, ``http``,
-``ws_deflate``, ``request_timeout``, ``block_warn``, ``ws_ping_interval``, ...) are set by overriding :meth:`Worker.gkit_options`::
+``ws_deflate``, ``request_timeout``, ``block_warn``, ``ws_ping_interval``, ...)
+are set by overriding :meth:`Worker.gkit_options`::
 
     # myproject/workers.py; run with gunicorn -k myproject.workers.Worker ...
     import gkit.gunicorn
