@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from . import accesslog
 from .channel import Channel
+from .clientgone import ClientDisconnected, GoneWatch
 from .config import Config
 from .connection import Connection
 from .errors import ProtocolError
@@ -220,9 +221,11 @@ class Dispatch:
                 return Outcome.HANDED_OVER
             if conn.handed_over:  # the app took the raw socket: gkit writes nothing more
                 return Outcome.HANDED_OVER
-            _write_result(conn, writer, result)
+            _write_result(conn, ex, writer, result)
         except OSError:
             return _failed(conn, ex)
+        except ClientDisconnected:  # the client left while the body streamed (clientgone.py)
+            return Outcome.CLOSE
         except RequestTimeout:  # thrown by the sweeper, which logged it (timeouts.py)
             if ex.channel is not None or conn.handed_over:
                 return _failed(conn, ex, abort=True)
@@ -287,7 +290,8 @@ def _trust_list(items: Iterable[str]) -> List[Any]:
     return nets
 
 
-def _write_result(conn: Connection, writer: ResponseWriter, result: Iterable[bytes]) -> None:
+def _write_result(conn: Connection, ex: Exchange, writer: ResponseWriter,
+                  result: Iterable[bytes]) -> None:
     kind = type(result)
     if (kind is list or kind is tuple) and writer.head is None:
         # The common case: a body of known length, sent with its head in one send.
@@ -318,7 +322,27 @@ def _write_result(conn: Connection, writer: ResponseWriter, result: Iterable[byt
             writer.sent = sendfile_all(conn.fileno, fd, offset, count)
             writer.finish()
             return
-    for chunk in result:
-        if chunk:
-            writer.write(chunk)
+    watch = GoneWatch(conn, ex) if conn.raw is not None else None
+    if watch is None or not watch.on:
+        for chunk in result:
+            if chunk:
+                writer.write(chunk)
+        writer.finish()
+        return
+    try:
+        items = iter(result)
+        while True:
+            watch.waiting = True  # a client that leaves now is told inside next()
+            try:
+                chunk = next(items)
+            except StopIteration:
+                break
+            finally:
+                watch.waiting = False
+            if watch.gone:
+                raise ClientDisconnected("the client closed the connection")
+            if chunk:
+                writer.write(chunk)
+    finally:
+        watch.stop()
     writer.finish()
