@@ -100,3 +100,12 @@ def test_defaults_keep_a_websocket_alive_behind_a_60_s_proxy():
     assert config.ws_ping_interval == 20.0 and config.ws_ping_timeout == 20.0
     # A quiet WebSocket gets a ping within interval + one sweep (<= 1 s): well under 60 s.
     assert config.ws_ping_interval + 1.0 < 60
+
+
+def test_the_cli_turns_heartbeats_off_with_none():
+    # "none" on the command line is None, not "flag left out" (which keeps the default).
+    from gkit.cli import make_plan
+    assert make_plan(["m:app", "--ws-ping-interval", "none"]).config.ws_ping_interval is None
+    assert make_plan(["m:app", "--ws-ping-timeout", "none"]).config.ws_ping_timeout is None
+    assert make_plan(["m:app"]).config.ws_ping_interval == 20.0
+    assert make_plan(["m:app", "--thread", "none"]).config.thread is None
