@@ -113,7 +113,7 @@ class SseChannel(Channel):
 
     def on_close(self, fn: Callable[[str], Any]) -> None:
         if self._status is not None:
-            fn(self._status)
+            self._call(fn, self._status)  # logged, as every channel callback
         else:
             self._on_close_fn = fn
 
