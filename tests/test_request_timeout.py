@@ -29,13 +29,6 @@ def test_a_handler_blocked_on_an_event_gets_504_and_its_stack_is_logged(serve, e
     never = serve.event()
     seen = {}
 
-    class Body:
-        def __iter__(self):
-            return iter([b"never"])
-
-        def close(self):
-            seen["closed"] = True
-
     def wait_for_upstream():
         never.wait()  # a dead upstream
 
@@ -45,7 +38,7 @@ def test_a_handler_blocked_on_an_event_gets_504_and_its_stack_is_logged(serve, e
         except gevent.Timeout as exc:
             seen["raised"] = exc
             raise
-        return Body()
+        return [b"never"]
 
     port = serve(app, request_timeout=TIMEOUT).port
     conn = RawConn(port)
@@ -70,18 +63,25 @@ def test_a_handler_blocked_on_an_event_gets_504_and_its_stack_is_logged(serve, e
 def test_a_stream_that_stalls_after_its_head_is_cut_and_closed(serve, error_log):
     never = serve.event()
     finished = gevent.event.Event()
+    closed = gevent.event.Event()
 
-    def app(environ, start_response):
-        start_response("200 OK", [("Content-Type", "text/plain")])
+    class Stalling:
+        """A response iterable with a close(), as frameworks return."""
 
-        def body():
+        def __iter__(self):
             try:
                 yield b"first"
                 never.wait()
                 yield b"second"
             finally:
                 finished.set()
-        return body()
+
+        def close(self):
+            closed.set()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Stalling()
 
     port = serve(app, request_timeout=TIMEOUT).port
     conn = RawConn(port)
@@ -90,7 +90,7 @@ def test_a_stream_that_stalls_after_its_head_is_cut_and_closed(serve, error_log)
     assert head.status_line == "HTTP/1.1 200 OK" and head.get("transfer-encoding") == "chunked"
     rest = conn.read_until_close(WAIT)
     assert rest == b"5\r\nfirst\r\n"   # no last chunk: the client sees the response was cut
-    assert finished.wait(WAIT)
+    assert finished.wait(WAIT) and closed.wait(WAIT)   # the iterable's close() ran
     assert len(timeout_records(error_log)) == 1
 
 
