@@ -145,11 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{field_.metadata['help']} (default: {field_.default!r})"
         if field_.name in ENV_DEFAULTS:
             help_text += f"; env {ENV_DEFAULTS[field_.name]}"
+        # Not given: absent from the namespace (SUPPRESS), so "--thread none"
+        # (None, no limit) is told apart from a flag left out (the default).
         if kind is None:
             parser.add_argument(flag, dest=field_.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
+                                default=argparse.SUPPRESS, help=help_text)
         else:
-            parser.add_argument(flag, dest=field_.name, type=kind, default=None,
+            parser.add_argument(flag, dest=field_.name, type=kind, default=argparse.SUPPRESS,
                                 metavar=field_.name.upper(), help=help_text)
     for flags, keywords in PROCESS_OPTIONS:
         parser.add_argument(*flags, **keywords)
@@ -178,7 +180,7 @@ def _env_default(parser: argparse.ArgumentParser, args: argparse.Namespace, dest
     """Fill ``dest`` from its environment variable; True if it came from there."""
     name = ENV_DEFAULTS[dest]
     text = os.environ.get(name, "").strip()
-    if getattr(args, dest) is not None or not text:
+    if getattr(args, dest, None) is not None or not text:
         return False
     action = next(a for a in parser._actions if a.dest == dest)
     try:
@@ -199,7 +201,7 @@ def make_plan(argv: Sequence[str]) -> Plan:
     workers_from_env = _env_default(parser, args, "workers")
     _env_default(parser, args, "forwarded_allow_ips")
     options = {f.name: getattr(args, f.name) for f in OPTIONS
-               if f.metadata.get("cli", True) and getattr(args, f.name) is not None}
+               if f.metadata.get("cli", True) and hasattr(args, f.name)}
     try:
         config = make_config(**options)
     except ConfigError as exc:
@@ -210,7 +212,7 @@ def make_plan(argv: Sequence[str]) -> Plan:
             binds.append(parse_bind("unix:" + args.uds))
     except BindError as exc:
         raise UsageError(str(exc)) from None
-    if binds and (args.ip is not None or args.port is not None):
+    if binds and (getattr(args, "ip", None) is not None or getattr(args, "port", None) is not None):
         raise UsageError("give either -b/--bind/--uds or --ip/--port, not both")
     if not binds:
         binds = [parse_bind(f"[{config.ip}]:{config.port}" if ":" in config.ip

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
 from .errors import ConfigError
+from .proto.origin import parse_allowed_origins
 
 HTTP_ENGINES = ("auto", "httptools", "h11")
 
@@ -62,6 +63,23 @@ class Config:
     backlog: int = _opt(1024, "listen backlog")
     reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
     ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
+    request_timeout: Optional[float] = _opt(
+        None, "seconds an app call may run (its body iterated included) before gevent.Timeout "
+              "is raised in it: 504 if nothing was sent, else the connection is cut; channels "
+              "are exempt; 'none' = no limit")
+    block_warn: Optional[float] = _opt(
+        None, "seconds a greenlet may hold the hub before gkit.error gets its worker name, "
+              "request line and stack, once per incident (gevent's monitor thread); 'none' = off")
+    ws_ping_interval: Optional[float] = _opt(
+        20.0, "seconds a WebSocket may stay quiet (nothing received) before the server pings "
+              "it; keeps it alive behind 60 s proxy idle limits; 'none' = never ping")
+    ws_ping_timeout: Optional[float] = _opt(
+        20.0, "seconds after a ping with nothing received before the WebSocket is closed "
+              "(code 1011, on_close status 'ping-timeout'); 'none' = never close")
+    ws_allowed_origins: Tuple[str, ...] = _opt(
+        (), "origins allowed to open a WebSocket, comma-separated: exact (https://example.com) "
+            "or wildcard (https://*.example.com); others get 403 before the app runs, a "
+            "handshake without Origin passes; empty = any origin")
 
     def __post_init__(self) -> None:
         if self.http not in HTTP_ENGINES:
@@ -82,6 +100,11 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds")
+        for name in ("block_warn", "request_timeout", "ws_ping_interval", "ws_ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise ConfigError(f"{name}={value!r}: give a positive number of seconds, "
+                                  f"or None for off")
         # _ssl._SSLContext is the base of the stdlib's and gevent's SSLContext,
         # so a context made before or after monkey-patching is accepted.
         if self.ssl_context is not None and not isinstance(self.ssl_context, _ssl._SSLContext):
@@ -97,6 +120,15 @@ class Config:
             except ValueError:
                 raise ConfigError(f"forwarded_allow_ips: {item!r} is not an IP address or network "
                                   f"(e.g. 127.0.0.1,10.0.0.0/8 or '*')") from None
+
+        if isinstance(self.ws_allowed_origins, str):
+            object.__setattr__(self, "ws_allowed_origins", tuple(
+                p for p in self.ws_allowed_origins.split(",") if p.strip()))
+        try:
+            object.__setattr__(self, "ws_allowed_origins",
+                               parse_allowed_origins(self.ws_allowed_origins))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def max_head(self) -> int:

@@ -347,6 +347,22 @@ class Connection:
         return self.host.dispatcher.response_head(status, headers, req.method, req.version,
                                                   keep_alive and not self.closing, length)
 
+    def watch_in_app(self, on_readable: Callable[[], Any]) -> bool:
+        """While the app iterates its response: call ``on_readable`` in the hub
+        when bytes or EOF come (client-gone detection, ``clientgone.py``);
+        False where readiness says nothing (TLS). :meth:`stop_watching` ends it."""
+        if self.raw is None or self.phase is not Phase.IN_APP:
+            return False
+        w = self.watcher
+        if w is None:
+            w = self.watcher = self.host.hub.loop.io(self.fileno, 1)
+        w.start(on_readable)
+        return True
+
+    def stop_watching(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+
     def pipelined(self, data: bytes) -> None:
         """Bytes of a next request that came while a channel's response was open."""
         self.parser.feed(data)

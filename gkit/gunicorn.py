@@ -40,7 +40,13 @@ gunicorn setting               in the gkit worker
                                in-flight app calls finish, then close channels
                                (WebSocket close 1001) and connections.
 ``timeout`` (30)               heartbeat: ``notify()`` every ``timeout/2``,
-                               also during a graceful stop.
+                               also during a graceful stop. Not mapped to
+                               ``request_timeout``: for non-sync workers
+                               gunicorn's own docs say ``timeout`` is not tied
+                               to the length of a request, and gkit streams
+                               responses of any length; set ``request_timeout``
+                               in :meth:`Worker.gkit_options` (below) to bound
+                               app calls (504 / cut, see the README).
 ``max_requests`` (+ jitter)    app calls before the worker stops gracefully
                                and gunicorn starts a fresh one.
 ``limit_request_line``,        ``max_line``: gkit has one limit for the request
@@ -74,14 +80,15 @@ gunicorn setting               in the gkit worker
 =============================  ===============================================
 
 gkit options that gunicorn has no setting for (``max_body``, ``http``,
-``ws_deflate``, ...) are set by overriding :meth:`Worker.gkit_options`::
+``ws_deflate``, ``request_timeout``, ``block_warn``, ``ws_ping_interval``, ...)
+are set by overriding :meth:`Worker.gkit_options`::
 
     # myproject/workers.py; run with gunicorn -k myproject.workers.Worker ...
     import gkit.gunicorn
 
     class Worker(gkit.gunicorn.Worker):
         def gkit_options(self):
-            return dict(super().gkit_options(), max_body=64 << 20, http="h11")
+            return dict(super().gkit_options(), max_body=64 << 20, request_timeout=60.0)
 """
 from __future__ import annotations
 

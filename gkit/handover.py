@@ -71,6 +71,8 @@ def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[C
     if accesslog.enabled():
         accesslog.log_request(ex.client, req, 101, None, time.monotonic())
     ws.begin(response, conn.upgrade_data())
+    if config.ws_ping_interval is not None and ws.is_open:
+        conn.host.deadlines.heartbeats.add(ws)  # pings from the server's sweeper (issue 12)
     return ws, True
 
 

@@ -19,10 +19,12 @@ from gevent.server import StreamServer
 
 from .config import Config, make_config
 from .connection import PARK_HEAD, PARK_IDLE, Connection
+from .heartbeat import Heartbeats
 from .listen import Bind, bind_all
 from .pool import WorkerPool
 from .proto.engines import resolve_engine
 from .runners import Runners
+from .timeouts import AppDeadlines
 from .wsgi import Dispatch
 
 log = logging.getLogger("gkit")
@@ -74,7 +76,10 @@ class Deadlines:
         # idle_after adds one sweep period so no deadline comes early.
         self.now = time.monotonic()
         self.idle_after = config.idle_timeout
-        self.period = max(0.05, min(1.0, config.idle_timeout / 4, config.header_timeout / 4))
+        self.period = max(0.05, min(1.0, config.idle_timeout / 4, config.header_timeout / 4,
+                                    (config.request_timeout or 4.0) / 4))
+        self.heartbeats = Heartbeats()  # SSE comments (and WebSocket pings), per sweep
+        self.in_app = AppDeadlines(config.request_timeout) if config.request_timeout else None
 
     def start(self) -> None:
         self.idle_after = self.config.idle_timeout + self.period
@@ -106,6 +111,10 @@ class Deadlines:
         for conn in late:
             del self.head[conn]
             gevent.spawn(conn.fail, 408, "request head not complete in time")
+        if self.in_app is not None and self.in_app.running:
+            self.in_app.sweep(now, gevent.get_hub())
+        if self.heartbeats:
+            self.heartbeats.sweep(now)
 
 
 class Server:
@@ -159,6 +168,9 @@ class Server:
         # Fire just after each second starts, so Date is never more than a tick late.
         self._clock = self.hub.loop.timer(1.0 - time.time() % 1.0 + 0.001, 1.0)
         self._clock.start(self.dispatcher.tick)
+        if self.config.block_warn is not None:
+            from .blockwarn import watch
+            watch(self, self.config.block_warn)
         return self
 
     # -- what connections ask of the server (transport.Host) ---------------------------
@@ -197,10 +209,14 @@ class Server:
             self.draining.discard(conn)  # now counted as busy instead
         self.requests += 1
         self.busy += 1
+        if self.deadlines.in_app is not None:
+            self.deadlines.in_app.started(conn)  # request_timeout runs from here
 
     def request_ended(self, conn: Connection) -> None:
         """An app call ended (or was handed over and then returned)."""
         self.busy -= 1
+        if self.deadlines.in_app is not None:
+            self.deadlines.in_app.ended(conn)
         if self.status == "stopping":
             self._busy_ended()  # stop() may be waiting for the last app call
 
@@ -252,6 +268,9 @@ class Server:
                 timer.stop()
                 timer.close()
         self._sweeper = self._clock = None
+        if self.config.block_warn is not None:
+            from .blockwarn import unwatch
+            unwatch(self)
         self.status = "stopped"
         self._stopped.set()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Protocol, Tuple
 
 from .config import Config
+from .heartbeat import Heartbeats
 from .state import Exchange, Outcome
 from .pool import WorkerPool
 from .proto.h1 import Request
@@ -68,6 +69,10 @@ class Transport(Protocol):
 
 class DeadlineKeeper(Protocol):
     """The server's deadlines of parked connections (``server.Deadlines``)."""
+
+    @property
+    def heartbeats(self) -> Heartbeats:
+        """Channels beaten by the sweeper (SSE comments, WebSocket pings)."""
 
     def park(self, conn: Conn, why: int) -> None: ...
 

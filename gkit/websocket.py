@@ -28,6 +28,10 @@ class WebSocketChannel(Channel):
         super().__init__(transport, request, client)
         self._ws = session
         self._timer: Any = None
+        # Heartbeats (ws_ping_interval / ws_ping_timeout), kept by beat():
+        self._heard = False      # bytes came since the sweeper last looked
+        self._quiet_since = 0.0  # when the sweeper last saw bytes had come (0: not yet looked)
+        self._ping_at = 0.0      # when the unanswered ping was sent (0: none)
 
     def begin(self, handshake: bytes, trailing: bytes = b"") -> None:
         """Write the handshake's 101 response, take the bytes that came after
@@ -74,6 +78,34 @@ class WebSocketChannel(Channel):
             self._timer = self._conn.call_later(CLOSE_WAIT, self._conn.close)
         return True
 
+    # -- heartbeats ------------------------------------------------------------------
+    def beat(self, now: float) -> None:
+        """From the server's sweeper: ping after ``ws_ping_interval`` s without a
+        byte from the client; close if ``ws_ping_timeout`` s pass without one after it.
+        Any frame counts as an answer, not only a pong."""
+        if self._heard or not self._quiet_since:
+            self._heard = False
+            self._quiet_since = now
+            self._ping_at = 0.0
+            return
+        config = self._conn.config
+        if self._ping_at:
+            timeout = config.ws_ping_timeout
+            if timeout is not None and now - self._ping_at >= timeout:
+                self._ping_timed_out()
+        elif now - self._quiet_since >= (config.ws_ping_interval or 0.0):
+            self._ping_at = now
+            self.ping()
+
+    def _ping_timed_out(self) -> None:
+        """No answer to a ping: 1011 on the wire (as websockets and uvicorn send),
+        ``on_close("ping-timeout")``, and TCP closed at once (the peer is gone)."""
+        if not self._open:
+            return
+        self._write(self._ws.send_close(1011, "ping timeout"))
+        self._closed("ping-timeout")
+        self._conn.close()
+
     # -- reading ---------------------------------------------------------------------
     def _start_reading(self) -> None:
         # TLS: a greenlet blocks in recv, with no deadline
@@ -89,6 +121,7 @@ class WebSocketChannel(Channel):
 
     def feed(self, data: bytes) -> None:
         """Hand received bytes (b"" = EOF) to the session and act on its events."""
+        self._heard = True
         ws = self._ws
         events = ws.receive_data(data)
         out = ws.data_to_send()

@@ -21,12 +21,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from . import accesslog
 from .channel import Channel
+from .clientgone import ClientDisconnected, GoneWatch
 from .config import Config
 from .connection import Connection
 from .errors import ProtocolError
 from .state import Exchange, Outcome
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
+from .proto.origin import refused_origin
+from .timeouts import RequestTimeout
 from .proto.response import (CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead,
                              build_head)
 from .wsgi_io import NO_BODY_INPUT, FileWrapper, Input, sendfile_all
@@ -182,13 +185,26 @@ class Dispatch:
                 self._heads[key] = head
         return head
 
+    def answer(self, conn: Connection, req: Request, status: str, reason: str) -> None:
+        """A short text/plain answer from the server itself; the connection closes after it."""
+        body = f"{status}: {reason}\n".encode("utf-8", "replace")
+        head = self.response_head(status, [("Content-Type", "text/plain; charset=utf-8")],
+                                  req.method, req.version, False, len(body))
+        conn.send(head.data + (b"" if req.method == "HEAD" else body))
+
     # -- one request -----------------------------------------------------------------
     def run(self, conn: Connection, ex: Exchange, keep_alive: bool) -> Outcome:
         """Call the app for ``ex.request`` and write its response."""
         req = ex.request
+        config = self.config
+        if req.upgrade and config.ws_allowed_origins:  # issue 12: refused before the app
+            refused = refused_origin(req.headers, config.ws_allowed_origins)
+            if refused is not None:
+                self.answer(conn, req, "403 Forbidden",
+                            f"Origin {refused} is not allowed (ws_allowed_origins)")
+                return Outcome.CLOSE
         inp = Input(conn, req) if req.has_body else NO_BODY_INPUT
         environ = build_environ(req, self._base[conn.secure], conn.addr, inp)
-        config = self.config
         if config.proxy_headers and self.trusts(conn.addr[0]):
             apply_proxy_headers(environ, config.forwarded_allow_ips)
             ex.client = environ["REMOTE_ADDR"]
@@ -205,9 +221,18 @@ class Dispatch:
                 return Outcome.HANDED_OVER
             if conn.handed_over:  # the app took the raw socket: gkit writes nothing more
                 return Outcome.HANDED_OVER
-            _write_result(conn, writer, result)
+            _write_result(conn, ex, writer, result)
         except OSError:
             return _failed(conn, ex)
+        except ClientDisconnected:  # the client left while the body streamed (clientgone.py)
+            return Outcome.CLOSE
+        except RequestTimeout:  # thrown by the sweeper, which logged it (timeouts.py)
+            if ex.channel is not None or conn.handed_over:
+                return _failed(conn, ex, abort=True)
+            if writer.head is None:
+                self.answer(conn, req, "504 Gateway Timeout",
+                            "the app did not answer within request_timeout")
+            return Outcome.CLOSE  # after a head: the connection is cut
         except ProtocolError as exc:  # from reading wsgi.input (413, bad chunk)
             if ex.channel is not None or conn.handed_over:
                 return _failed(conn, ex, abort=True)
@@ -265,7 +290,8 @@ def _trust_list(items: Iterable[str]) -> List[Any]:
     return nets
 
 
-def _write_result(conn: Connection, writer: ResponseWriter, result: Iterable[bytes]) -> None:
+def _write_result(conn: Connection, ex: Exchange, writer: ResponseWriter,
+                  result: Iterable[bytes]) -> None:
     kind = type(result)
     if (kind is list or kind is tuple) and writer.head is None:
         # The common case: a body of known length, sent with its head in one send.
@@ -296,7 +322,27 @@ def _write_result(conn: Connection, writer: ResponseWriter, result: Iterable[byt
             writer.sent = sendfile_all(conn.fileno, fd, offset, count)
             writer.finish()
             return
-    for chunk in result:
-        if chunk:
-            writer.write(chunk)
+    watch = GoneWatch(conn, ex) if conn.raw is not None else None
+    if watch is None or not watch.on:
+        for chunk in result:
+            if chunk:
+                writer.write(chunk)
+        writer.finish()
+        return
+    try:
+        items = iter(result)
+        while True:
+            watch.waiting = True  # a client that leaves now is told inside next()
+            try:
+                chunk = next(items)
+            except StopIteration:
+                break
+            finally:
+                watch.waiting = False
+            if watch.gone:
+                raise ClientDisconnected("the client closed the connection")
+            if chunk:
+                writer.write(chunk)
+    finally:
+        watch.stop()
     writer.finish()

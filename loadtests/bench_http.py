@@ -41,6 +41,10 @@ SERVERS: list[ServerSpec] = [
     ServerSpec("granian", ("{python}", "-m", "granian", "--interface", "wsgi", "--workers", "1",
                            "--host", "127.0.0.1", "--port", "{port}", "{app}"), requires=("granian",)),
     # Not run by default; name them with --only.
+    # block_warn's cost: compare with gkit-httptools (the same server, the monitor on).
+    ServerSpec("gkit-block-warn", ("{python}", "-m", "gkit", "{app}", "--ip", "127.0.0.1",
+                                   "--port", "{port}", "--http", "httptools", "--block-warn", "0.1"),
+               requires=("gkit.__main__",), default=False),
     ServerSpec("bare-floor", ("{python}", "{peers}/bare_floor.py", "--port", "{port}"), default=False),
     ServerSpec("pywsgi-stock", ("{python}", "{peers}/pywsgi_nodelay.py", "{app}", "--port", "{port}",
                                 "--no-nodelay"), default=False),

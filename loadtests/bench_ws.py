@@ -112,6 +112,14 @@ def server_specs(tree: str | None = None) -> list[ServerSpec]:
             ("{python}", "{peers}/ws_websockets.py", "--port", "{port}", "--uvloop"),
             requires=("websockets", "uvloop"),
         ),
+        # Not run by default: gkit with heartbeats off, for the idle-memory cost of pings.
+        ServerSpec(
+            "gkit-noping",
+            (*gkit, ECHO_APP, "--ip", "127.0.0.1", "--port", "{port}", "--http", "httptools",
+             "--ws-ping-interval", "none"),
+            requires=(*needs, "httptools"),
+            default=False,
+        ),
         # Not run by default: the WebSocket path is the same for both HTTP engines.
         ServerSpec(
             "gkit-h11",
@@ -397,7 +405,17 @@ def idle_client_main(args: argparse.Namespace) -> int:
             poller = select.poll()
             for conn in conns:
                 poller.register(conn.sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-            print(json.dumps({"still_open": len(conns) - len(poller.poll(0))}), flush=True)
+            ready = {fd for fd, _ in poller.poll(0)}
+            closed = 0
+            for conn in conns:
+                if conn.sock.fileno() in ready:
+                    try:
+                        data = conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                    except OSError:
+                        data = b""
+                    if data != b"\x89":  # a heartbeat ping (ws_ping_interval) is no close
+                        closed += 1
+            print(json.dumps({"still_open": len(conns) - closed}), flush=True)
     close_conns(conns, rng, reset=True)
     return 0 if error is None else 1
 
