@@ -32,6 +32,7 @@ from .proto.origin import refused_origin
 from .timeouts import RequestTimeout
 from .proto.response import (CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead,
                              build_head)
+from .files import sendfile_span
 from .wsgi_io import NO_BODY_INPUT, FileWrapper, Input, sendfile_all
 
 __all__ = ["Dispatch", "ResponseWriter", "FileWrapper", "Input", "NO_BODY_INPUT"]
@@ -312,8 +313,8 @@ def _write_result(conn: Connection, ex: Exchange, writer: ResponseWriter,
         writer.sent = len(body)
         conn.send(head + body)
         return
-    if isinstance(result, FileWrapper) and conn.raw is not None:
-        span = result.sendfile_span()
+    if conn.raw is not None:
+        span = sendfile_span(result)  # a FileWrapper, or werkzeug's Range around one
         if span is not None and writer.req.method != "HEAD":
             fd, offset, count = span
             conn.send(writer.begin(count))
