@@ -4,7 +4,7 @@ socket as the app reads it, with ``100 Continue`` on the first read) and
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional
 
 from gevent.socket import wait_write
 
