@@ -148,7 +148,7 @@ class WebSocket:
         self.closed = True
         reason = message.decode("utf-8", "replace") if isinstance(message, bytes) else (message or "")
         close_with = getattr(ch, "_close_with", None)
-        if close_with is not None and code != 1000:
+        if close_with is not None and (code != 1000 or reason):
             close_with(code, reason, "server-close")
         else:
             ch.close()
