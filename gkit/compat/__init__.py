@@ -22,6 +22,7 @@ the app, ``app_returned`` after it.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Dict, Optional
 
 from .geventws import WebSocket, WebSocketError, is_websocket_upgrade
@@ -30,6 +31,8 @@ from .rawsocket import HandedSocket
 __all__ = ["Upgrade", "WebSocket", "WebSocketError", "HandedSocket", "is_websocket_upgrade"]
 
 Environ = Dict[str, Any]
+
+error_log = logging.getLogger("gkit.error")
 
 
 class Upgrade:
@@ -69,3 +72,15 @@ class Upgrade:
         """The app call ended: close a gevent-websocket socket it left open."""
         if self.websocket is not None:
             self.websocket.finish()
+
+    def answered(self, status: int, environ: Environ) -> None:
+        """The app answered the upgrade itself, with ``status``. A 400 there is
+        most often werkzeug refusing a handshake on a rule without
+        ``websocket=True``: say so, as nothing else would."""
+        if status != 400 or (self.websocket is not None and self.websocket.channel is not None):
+            return
+        path = environ.get("PATH_INFO", "")
+        error_log.warning(
+            "the app answered 400 to a WebSocket handshake on %s without opening a channel; "
+            "with Flask/werkzeug, a handshake reaches only a route marked websocket=True: "
+            "@app.route(%r, websocket=True)", path, path)
