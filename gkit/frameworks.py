@@ -34,7 +34,7 @@ def bottle_channels(callback: Callable[..., Any]) -> Callable[..., Any]:
     """A Bottle plugin: a view that returns a channel answers ``""`` to Bottle.
 
     >>> import bottle                                     # doctest: +SKIP
-    >>> app = bottle.Bottle(); app.install(bottle_channels)
+    >>> app = bottle.Bottle(); app.install(bottle_channels)   # doctest: +SKIP
     """
     @functools.wraps(callback)
     def view(*args: Any, **kwargs: Any) -> Any:
