@@ -5,6 +5,8 @@ The libraries that use them end to end are in ``test_realtime_libs.py``.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import gevent
 import gevent.event
 import pytest
@@ -162,7 +164,7 @@ def test_bad_handshake_is_answered_400(serve):
 
 
 # -- gunicorn.socket ----------------------------------------------------------------------
-def simple_echo(rec: Recorder, end: BaseException = StopIteration()):
+def simple_echo(rec: Recorder, end: Optional[BaseException] = None):
     def app(environ, start_response):
         sock = environ["gunicorn.socket"]
         assert isinstance(sock, HandedSocket) and not sock.taken
@@ -176,7 +178,7 @@ def simple_echo(rec: Recorder, end: BaseException = StopIteration()):
                 ws.send(message)
         finally:
             rec.done.set()
-        raise end  # simple-websocket's "already answered" under gunicorn
+        raise end or StopIteration()  # simple-websocket's "already answered" under gunicorn
     return app
 
 
