@@ -239,3 +239,37 @@ def test_raw_handoffs_at_once(serve, n):
     for ws in sockets:
         ws.send_frame(TEXT, b"bye")
         assert ws.expect_close().close_code == 1000
+
+
+# -- worker slots (issue 10, point 3) -------------------------------------------------------
+def gws_echo(environ, start_response):
+    ws = environ["wsgi.websocket"]
+    while True:
+        message = ws.receive()
+        if message is None:
+            return []
+        ws.send(message)
+
+
+@pytest.mark.xfail(strict=True, reason="TEMPORARY: wired once the I/O restructure lands")
+@pytest.mark.parametrize("kind", ["gunicorn.socket", "wsgi.websocket"])
+def test_a_handed_over_socket_gives_its_slot_back(serve, kind):
+    """thread=1: three sockets taken by their apps, whose calls go on for the
+    sockets' whole lives, and a plain request are all served at once."""
+    rec = Recorder()
+    ws_app = simple_echo(rec) if kind == "gunicorn.socket" else gws_echo
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/ws":
+            return ws_app(environ, start_response)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+    server = serve(app, thread=1, queue_size=0)
+    sockets = [RawWs(server.port, "/ws") for _ in range(3)]
+    for i, ws in enumerate(sockets):
+        ws.send_frame(TEXT, b"m%d" % i)
+    assert [ws.recv_message() for ws in sockets] == [(TEXT, b"m%d" % i) for i in range(3)]
+    assert get(server.port, "/").status == 200
+    for ws in sockets:
+        ws.send_frame(TEXT, b"bye") if kind == "gunicorn.socket" else ws.send_frame(CLOSE, b"\x03\xe8")
+        assert ws.expect_close().close_code == 1000
