@@ -163,6 +163,45 @@ def test_bad_handshake_is_answered_400(serve):
     assert rec.done.wait(5) and rec.seen == ["Connection is already closed"]
 
 
+def test_gevent_websocket_resource_and_application(serve, error_log):
+    """gevent-websocket's own Resource/WebSocketApplication, served by gkit;
+    the subprotocol comes from the application's protocol_class."""
+    from collections import OrderedDict
+
+    from geventwebsocket import Resource, WebSocketApplication
+    from geventwebsocket.protocols.base import BaseProtocol
+
+    rec = Recorder()
+
+    class Chat(BaseProtocol):
+        PROTOCOL_NAME = "chat"
+
+    class Echo(WebSocketApplication):
+        protocol_class = Chat
+
+        def on_message(self, message, *args, **kwargs):
+            if message is not None:
+                self.ws.send(message)
+
+        def on_close(self, *args, **kwargs):
+            rec.done.set()
+
+    def plain(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"plain"]
+
+    server = serve(Resource(OrderedDict([("/echo", Echo), ("/", plain)])))
+    ws = RawWs(server.port, "/echo", headers=[("Sec-WebSocket-Protocol", "chat, other")])
+    assert ws.header("sec-websocket-protocol") == "chat"
+    ws.send_frame(TEXT, b"resource")
+    assert ws.recv_message() == (TEXT, b"resource")
+    ws.send_frame(CLOSE, b"\x03\xe8")
+    assert ws.expect_close().close_code == 1000
+    assert rec.done.wait(5)
+    assert get(server.port, "/").body == b"plain"
+    assert error_log == []
+
+
 # -- gunicorn.socket ----------------------------------------------------------------------
 def simple_echo(rec: Recorder, end: Optional[BaseException] = None):
     def app(environ, start_response):
