@@ -290,7 +290,6 @@ def gws_echo(environ, start_response):
         ws.send(message)
 
 
-@pytest.mark.xfail(strict=True, reason="TEMPORARY: wired once the I/O restructure lands")
 @pytest.mark.parametrize("kind", ["gunicorn.socket", "wsgi.websocket"])
 def test_a_handed_over_socket_gives_its_slot_back(serve, kind):
     """thread=1: three sockets taken by their apps, whose calls go on for the
