@@ -35,10 +35,10 @@ SERVERS = [
                requires=("gkit.__main__", "flask"), smoke=True),
     ServerSpec("werkzeug", ("{python}", "{peers}/range_app.py", "{port}"),
                requires=("flask",), smoke=True),
-    ServerSpec("gunicorn-sync", ("{python}", "-m", "gunicorn", "-w", "1", "--no-control-socket",
+    ServerSpec("gunicorn-sync", ("{python}", "-m", "gunicorn", "-w", "1",
                                  "-b", "127.0.0.1:{port}", APP), requires=("gunicorn", "flask")),
     ServerSpec("gunicorn-gevent", ("{python}", "-m", "gunicorn", "-k", "gevent", "-w", "1",
-                                   "--no-control-socket", "-b", "127.0.0.1:{port}", APP),
+                                   "-b", "127.0.0.1:{port}", APP),
                requires=("gunicorn", "flask")),
 ]
 

@@ -44,7 +44,7 @@ CLIENT_RACE = re.compile(r"'Session is disconnected' \S+|Invalid session \S+")
 pytestmark = pytest.mark.timeout(60)
 
 try:
-    import gunicorn  # noqa: F401
+    import gunicorn.config
     import flask_socketio  # noqa: F401
     import flask_sock  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -68,7 +68,9 @@ class ServerProcess:
             worker = "gkit.gunicorn.Worker" if engine == "httptools" else \
                 "tests.apps.workers.H11Worker"
             cmd = [sys.executable, "-m", "gunicorn", "-k", worker, "-w", "1",
-                   "-b", "127.0.0.1:0", "--no-control-socket", "--graceful-timeout", "5", APP]
+                   "-b", "127.0.0.1:0", "--graceful-timeout", "5", APP]
+            if "control_socket_disable" in gunicorn.config.KNOWN_SETTINGS:
+                cmd[3:3] = ["--no-control-socket"]  # gunicorn >= 27: one per instance otherwise
         path = [REPO] if gws else [HIDE_GWS, REPO]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
         env.pop("DJANGO_SETTINGS_MODULE", None)
