@@ -23,7 +23,7 @@ the app, ``app_returned`` after it.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Set
 
 from .geventws import WebSocket, WebSocketError, is_websocket_upgrade
 from .rawsocket import HandedSocket
@@ -76,11 +76,18 @@ class Upgrade:
     def answered(self, status: int, environ: Environ) -> None:
         """The app answered the upgrade itself, with ``status``. A 400 there is
         most often werkzeug refusing a handshake on a rule without
-        ``websocket=True``: say so, as nothing else would."""
+        ``websocket=True``: say so, as nothing else would (once per path)."""
         if status != 400 or (self.websocket is not None and self.websocket.channel is not None):
             return
         path = environ.get("PATH_INFO", "")
+        if path in _warned or len(_warned) >= WARN_PATHS:
+            return
+        _warned.add(path)
         error_log.warning(
             "the app answered 400 to a WebSocket handshake on %s without opening a channel; "
-            "with Flask/werkzeug, a handshake reaches only a route marked websocket=True: "
-            "@app.route(%r, websocket=True)", path, path)
+            "if it is Flask/werkzeug: a handshake reaches only a route marked websocket=True, "
+            "e.g. @app.route(%r, websocket=True) (logged once per path)", path, path)
+
+
+WARN_PATHS = 100  # paths warned about, at most: a scan of many paths logs no more
+_warned: Set[str] = set()
