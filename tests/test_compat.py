@@ -143,7 +143,11 @@ def test_deflate_is_gkits(serve):
     assert ws.header("sec-websocket-extensions").startswith("permessage-deflate")
 
 
-def test_bad_handshake_is_answered_400(serve):
+@pytest.mark.parametrize("bad, status", [({"key": None}, 400), ({"version_header": "8"}, 426)],
+                         ids=["no-key", "version-8"])
+def test_bad_handshake_is_answered_by_gkit(serve, bad, status):
+    """with_channel's answer to a bad handshake (400, or 426 for another
+    version); the app's receive() raises WebSocketError."""
     rec = Recorder()
 
     def app(environ, start_response):
@@ -157,49 +161,10 @@ def test_bad_handshake_is_answered_400(serve):
     server = serve(app)
     from helpers import RawConn
     with RawConn(server.port) as conn:
-        conn.send(handshake_request("/", version_header="8"))
+        conn.send(handshake_request("/", **bad))
         resp = conn.read_response()
-    assert resp.status == 400 and resp.get("sec-websocket-version") == "13"
+    assert resp.status == status and resp.get("sec-websocket-version") == "13"
     assert rec.done.wait(5) and rec.seen == ["Connection is already closed"]
-
-
-def test_gevent_websocket_resource_and_application(serve, error_log):
-    """gevent-websocket's own Resource/WebSocketApplication, served by gkit;
-    the subprotocol comes from the application's protocol_class."""
-    from collections import OrderedDict
-
-    from geventwebsocket import Resource, WebSocketApplication
-    from geventwebsocket.protocols.base import BaseProtocol
-
-    rec = Recorder()
-
-    class Chat(BaseProtocol):
-        PROTOCOL_NAME = "chat"
-
-    class Echo(WebSocketApplication):
-        protocol_class = Chat
-
-        def on_message(self, message, *args, **kwargs):
-            if message is not None:
-                self.ws.send(message)
-
-        def on_close(self, *args, **kwargs):
-            rec.done.set()
-
-    def plain(environ, start_response):
-        start_response("200 OK", [("Content-Length", "5")])
-        return [b"plain"]
-
-    server = serve(Resource(OrderedDict([("/echo", Echo), ("/", plain)])))
-    ws = RawWs(server.port, "/echo", headers=[("Sec-WebSocket-Protocol", "chat, other")])
-    assert ws.header("sec-websocket-protocol") == "chat"
-    ws.send_frame(TEXT, b"resource")
-    assert ws.recv_message() == (TEXT, b"resource")
-    ws.send_frame(CLOSE, b"\x03\xe8")
-    assert ws.expect_close().close_code == 1000
-    assert rec.done.wait(5)
-    assert get(server.port, "/").body == b"plain"
-    assert error_log == []
 
 
 # -- gunicorn.socket ----------------------------------------------------------------------
