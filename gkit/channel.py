@@ -177,6 +177,13 @@ class Channel(abc.ABC):
     def ping(self, data: bytes = b"") -> bool:
         """Send a WebSocket ping; False where there is none to send (HTTP, closed)."""
 
+    def __call__(self, environ: Any, start_response: Callable[..., Any]) -> List[bytes]:
+        """A channel is also a WSGI app with an empty answer, which gkit discards
+        (the channel answers): so a framework that runs a returned callable as
+        WSGI, as Flask does, takes ``return ch`` from a view without an error."""
+        start_response("200 OK", [])
+        return []
+
     def __repr__(self) -> str:
         return f"<gkit.Channel {type(self).__name__} {'open' if self._open else 'closed'} {self._conn.addr}>"
 

@@ -34,7 +34,8 @@ class Config:
     ip: str = _opt("0.0.0.0", "address to bind (IPv6 literals work)")
     port: int = _opt(8090, "port to bind; 0 picks a free one (read back as server.port)")
     thread: Optional[int] = _opt(
-        4, "how many app calls compute at once (greenlet pool size); 'none' = no limit")
+        1000, "how many app calls run at once (greenlet pool size; gunicorn's gevent "
+              "worker_connections); 'none' = no limit")
     worker_name_prefix: str = _opt(
         "worker-", "name prefix of the greenlets while they run the app: worker-1, worker-2, ...")
     queue_size: int = _opt(20480, "requests allowed to wait for a free worker; past it: 503")

@@ -70,6 +70,13 @@ gunicorn setting               in the gkit worker
                                (unless they have handlers of their own). The
                                access line is gkit's combined format:
                                ``access_log_format`` is not applied.
+(WebSocket upgrades)           as under ``gkit``: ``environ["wsgi.websocket"]``
+                               (gevent-websocket's interface on a gkit
+                               channel) and ``environ["gunicorn.socket"]``
+                               with gunicorn's contract (the app may take the
+                               socket; ``StopIteration`` is its normal end),
+                               so Flask-SocketIO, flask-sock and
+                               gevent-websocket apps run unchanged.
 ``protocol=uwsgi``,            refused at start: gkit speaks HTTP/1.1.
 ``proxy_protocol``
 ``http_protocols`` with h2     a warning; HTTP/1.1 is served.

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from . import accesslog
 from .channel import Channel
 from .clientgone import ClientDisconnected, GoneWatch
+from .compat import Upgrade
 from .config import Config
 from .connection import Connection
 from .errors import ProtocolError
@@ -32,6 +33,7 @@ from .proto.origin import refused_origin
 from .timeouts import RequestTimeout
 from .proto.response import (CHUNKED, LENGTH, NO_BODY, BadResponse, ResponseHead,
                              build_head)
+from .files import sendfile_span
 from .wsgi_io import NO_BODY_INPUT, FileWrapper, Input, sendfile_all
 
 __all__ = ["Dispatch", "ResponseWriter", "FileWrapper", "Input", "NO_BODY_INPUT"]
@@ -209,12 +211,16 @@ class Dispatch:
             apply_proxy_headers(environ, config.forwarded_allow_ips)
             ex.client = environ["REMOTE_ADDR"]
         environ["gkit.connection"] = conn.info
+        # wsgi.websocket and gunicorn.socket for the realtime libraries (gkit.compat)
+        upgrade = _prepare_upgrade(conn, environ, self.app) if req.upgrade else None
         writer = ResponseWriter(conn, self, req, keep_alive)
         result = None
         logged = self.log_access
         started = ex.started = time.monotonic() if logged else 0.0
         try:
             result = self.app(environ, writer)
+            if upgrade is not None:
+                upgrade.app_returned()  # closes a wsgi.websocket the app left open
             # Once a channel was opened the channel alone answers (and logs),
             # even if it already has and the connection moved on.
             if ex.channel is not None:
@@ -222,6 +228,8 @@ class Dispatch:
             if conn.handed_over:  # the app took the raw socket: gkit writes nothing more
                 return Outcome.HANDED_OVER
             _write_result(conn, ex, writer, result)
+            if upgrade is not None and writer.head is not None:
+                upgrade.answered(writer.head.status_code, environ)
         except OSError:
             return _failed(conn, ex)
         except ClientDisconnected:  # the client left while the body streamed (clientgone.py)
@@ -240,6 +248,10 @@ class Dispatch:
                 conn.send_error(exc.status_hint, exc.reason, req.method)
             return Outcome.CLOSE
         except BaseException as exc:
+            if isinstance(exc, StopIteration) and upgrade is not None and upgrade.raw_taken:
+                # simple-websocket's and flask-sock's "answered on the socket"
+                # under gunicorn: the normal end of a raw hand-off.
+                return Outcome.HANDED_OVER
             # BaseException, not Exception: an app that lets SystemExit,
             # KeyboardInterrupt, gevent.Timeout or GreenletExit escape must not
             # take the hub (and every other connection) down with it, nor leave
@@ -262,13 +274,23 @@ class Dispatch:
                     close()
                 except BaseException:  # as above: nothing from the app reaches the hub
                     error_log.exception("error in close() of the app's response")
-            if logged and ex.channel is None and not conn.handed_over:
-                accesslog.log_request(ex.client, req,
-                                      writer.head.status_code if writer.head else 500,
-                                      writer.sent, started)
+            if logged and ex.channel is None:
+                raw = upgrade is not None and upgrade.raw_taken
+                if raw or not conn.handed_over:
+                    # 101 for an app that answered on the raw socket itself
+                    status = 101 if raw else (writer.head.status_code if writer.head else 500)
+                    accesslog.log_request(ex.client, req, status, writer.sent, started)
         if writer.head is None or not writer.head.keep_alive or writer.broken:
             return Outcome.CLOSE
         return Outcome.KEEP_ALIVE if conn.drain_body() else Outcome.CLOSE
+
+
+def _prepare_upgrade(conn: Connection, environ: Dict[str, Any],
+                     app: Callable[..., Any]) -> Optional[Upgrade]:
+    def take() -> bytes:
+        conn.hand_over_socket()  # the app's from now on: no slot, no deadline, no writes
+        return conn.upgrade_data()
+    return Upgrade.prepare(environ, app, conn.sock, take)
 
 
 def _failed(conn: Connection, ex: Exchange, abort: bool = False) -> Outcome:
@@ -312,8 +334,8 @@ def _write_result(conn: Connection, ex: Exchange, writer: ResponseWriter,
         writer.sent = len(body)
         conn.send(head + body)
         return
-    if isinstance(result, FileWrapper) and conn.raw is not None:
-        span = result.sendfile_span()
+    if conn.raw is not None:
+        span = sendfile_span(result)  # a FileWrapper, or werkzeug's Range around one
         if span is not None and writer.req.method != "HEAD":
             fd, offset, count = span
             conn.send(writer.begin(count))

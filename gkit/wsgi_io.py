@@ -4,11 +4,12 @@ socket as the app reads it, with ``100 Continue`` on the first read) and
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional
 
 from gevent.socket import wait_write
 
 from .connection import Connection
+from .files import FileWrapper  # noqa: F401 (wsgi.file_wrapper; re-exported)
 from .proto.h1 import Request
 
 
@@ -99,35 +100,6 @@ class _NoBody:
 
 
 NO_BODY_INPUT = _NoBody()
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: served with ``os.sendfile`` when the socket allows."""
-
-    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
-        self.filelike = filelike
-        self.blksize = blksize
-        if hasattr(filelike, "close"):
-            self.close = filelike.close
-
-    def __iter__(self) -> "FileWrapper":
-        return self
-
-    def __next__(self) -> bytes:
-        data = self.filelike.read(self.blksize)
-        if data:
-            return data
-        raise StopIteration
-
-    def sendfile_span(self) -> Optional[Tuple[int, int, int]]:
-        """(fd, offset, count) when the file can go out with sendfile, else None."""
-        try:
-            fd = self.filelike.fileno()
-            offset = self.filelike.tell()
-            size = os.fstat(fd).st_size
-        except (AttributeError, OSError, ValueError):
-            return None
-        return fd, offset, max(size - offset, 0)
 
 
 def sendfile_all(sock_fd: int, fd: int, offset: int, count: int) -> int:

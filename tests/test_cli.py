@@ -393,3 +393,50 @@ def test_no_access_log_by_default(gkit: Any) -> None:
     requests.get(proc.url + "/", timeout=10)
     assert proc.stop() == 0
     assert not any('"GET / HTTP/1.1"' in line for line in proc.lines), proc.stderr
+
+
+# -- explicit "none" (issue 10, point 3) -------------------------------------------------
+def _none_flags() -> Any:
+    """Every Config flag whose value may be None: the CLI offers 'none' for each."""
+    import typing
+
+    from gkit.cli import _flag_type
+    from gkit.config import OPTIONS, Config
+
+    hints = typing.get_type_hints(Config)
+    names = [f.name for f in OPTIONS if f.metadata.get("cli", True)
+             and type(None) in typing.get_args(hints[f.name])]
+    assert {"thread", "server_header", "max_connections"} <= set(names)  # and every later one
+    assert all(_flag_type(hints[n]) is not None for n in names)
+    return names
+
+
+@pytest.mark.parametrize("name", _none_flags())
+@pytest.mark.parametrize("spelling", ["none", "None"])
+def test_explicit_none_reaches_the_config(name: str, spelling: str) -> None:
+    from gkit.cli import make_plan
+
+    flag = "--" + name.replace("_", "-")
+    assert getattr(make_plan(["x:app", flag, spelling]).config, name) is None
+    # and a flag not given keeps Config's default, not None
+    from gkit.config import Config
+    assert getattr(make_plan(["x:app"]).config, name) == getattr(Config(), name)
+
+
+def test_default_thread_and_server_header_from_the_cli() -> None:
+    from gkit.cli import make_plan
+
+    config = make_plan(["x:app"]).config
+    assert config.thread == 1000 and config.server_header == "gkit"
+    config = make_plan(["x:app", "--thread", "7", "--max-connections", "9"]).config
+    assert config.thread == 7 and config.max_connections == 9
+
+
+def test_none_flags_served(gkit: Any) -> None:
+    """``--server-header none --thread none`` as a user runs them: no Server header,
+    and the worker names count up without a limit."""
+    proc = gkit("apps_cli:app", *LOCAL, "--server-header", "none", "--thread", "none")
+    resp = requests.get(proc.url + "/", headers={"Connection": "close"}, timeout=10)
+    assert resp.status_code == 200
+    assert "Server" not in resp.headers
+    assert proc.stop() == 0

@@ -10,7 +10,7 @@ import gevent
 import gevent.event
 import pytest
 
-from gkit import as_channel, async_response, with_channel
+from gkit import Channel, as_channel, async_response, with_channel
 from gkit.connection import MOVES, Connection, IllegalMove, Phase
 from helpers import RawConn, get, request
 from wshelpers import TEXT, RawWs
@@ -33,10 +33,11 @@ def holding_app(serve, make):
             handle = make(environ)
             opened.set()
             release.wait()          # the app call goes on after the hand-over
-            send = handle if callable(handle) else handle.send
+            # a Channel is callable too (a WSGI app, for Flask): ask for the type
+            send = handle.send if isinstance(handle, Channel) else handle
             send({"status": 200, "headers": {"Content-Type": "text/plain"},
                   "body": "late answer"})
-            return handle if not callable(handle) else []
+            return handle if isinstance(handle, Channel) else []
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return [b"ok"]
 

@@ -54,3 +54,9 @@ def test_bench_longpoll_smoke():
 def test_bench_ws_session_smoke():
     out = run_smoke("bench_ws_session.py")
     assert "text32" in out and "wsproto" in out
+
+
+@pytest.mark.timeout(300)
+def test_bench_range_smoke():
+    out = run_smoke("bench_range.py")
+    assert "gkit" in out and "werkzeug" in out and "FAILED" not in out

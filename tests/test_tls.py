@@ -167,3 +167,23 @@ def test_access_log_over_tls(gkit: Any, certs: Dict[str, str]) -> None:
     got = requests.get(proc.url + "/", verify=certs["cert"], timeout=10).json()
     assert got["scheme"] == "https"
     proc.wait_line(r'"GET / HTTP/1\.1" 200 ')
+
+
+def test_realtime_libraries_over_wss(gkit: Any, certs: Dict[str, str]) -> None:
+    """Issue 10 over TLS: flask-sock (the raw gunicorn.socket hand-off is the TLS
+    socket) and a gevent-websocket app (wsgi.websocket)."""
+    proc = gkit("tests.apps.realtime:app", *LOCAL, "--certfile", certs["cert"],
+                "--keyfile", certs["key"])
+    for path in ("/sock/echo", "/gws/echo"):
+        ws = websocket.create_connection(proc.url.replace("https://", "wss://") + path,
+                                         timeout=10, sslopt={"ca_certs": certs["cert"]})
+        try:
+            ws.send("over TLS")
+            assert ws.recv() == "over TLS"
+            big = os.urandom(100_000)
+            ws.send_binary(big)
+            assert ws.recv() == big
+            ws.close()
+        finally:
+            ws.shutdown()
+    assert not [line for line in proc.lines if "ERROR" in line or "Traceback" in line], proc.stderr
