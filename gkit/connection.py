@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
+from .budget import WriteBudget
 from .config import Config
 from .errors import ProtocolError
 from .state import MOVES, Exchange, IllegalMove, Outcome, Phase
@@ -134,6 +135,10 @@ class Connection:
     @property
     def config(self) -> Config:
         return self.host.config
+
+    @property
+    def budget(self) -> WriteBudget:
+        return self.host.budget
 
     @property
     def info(self) -> ConnectionInfo:

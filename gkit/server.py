@@ -17,6 +17,7 @@ import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 
+from .budget import WriteBudget
 from .config import Config, make_config
 from .connection import PARK_HEAD, PARK_IDLE, Connection
 from .heartbeat import Heartbeats
@@ -133,6 +134,7 @@ class Server:
         self.runners = Runners(self.hub)
         self.pool = WorkerPool(config.thread, config.queue_size, config.worker_name_prefix)
         self.deadlines = Deadlines(config)
+        self.budget = WriteBudget(config.max_buffered_total)
         self.status = "stopped"
         self.connections: Set[Connection] = set()
         self.busy = 0  # app calls in flight

@@ -250,3 +250,52 @@ def test_an_iterable_yielding_non_bytes_first_gets_500(serve, error_log, first):
     assert b"bytes" in resp.body
     assert any("not bytes" in r.getMessage() or (r.exc_info and "not bytes" in str(r.exc_info[1]))
                for r in error_log)
+
+
+# --- point 8: all channels' unwritten bytes together ------------------------------------------
+
+def test_max_buffered_total_closes_the_channels_holding_most_first(serve, error_log):
+    import queue
+    chans = queue.Queue()
+    closed = []
+
+    def app(environ, start_response):
+        ch = with_channel(environ)
+        ch.on_close(lambda status: closed.append((environ["PATH_INFO"], status)))
+        chans.put((environ["PATH_INFO"], ch))
+        return ch
+
+    limit = 8 * 1024 * 1024
+    server = serve(app, max_buffered_total=limit, max_buffered=64 * 1024 * 1024)
+    socks = []
+    try:
+        for i in range(6):
+            sock = slow_socket(server.port)
+            sock.sendall(request("GET", f"/stalled{i}"))
+            socks.append(sock)
+        reader = RawConn(server.port, timeout=10)
+        reader.send(request("GET", "/reader"))
+        got = {}
+        while len(got) < 7:
+            path, ch = chans.get(timeout=5)
+            got[path] = ch
+        piece = b"s" * (1024 * 1024)
+        for _ in range(16):
+            for i in range(6):
+                got[f"/stalled{i}"].send(piece, close_after_send=False)
+            got["/reader"].send(b"r" * 1024, close_after_send=False)
+            assert server.budget.total <= limit
+            gevent.sleep(0)
+        assert got["/reader"].is_open
+        got["/reader"].close()
+        resp = reader.read_response()
+        assert resp.status == 200 and resp.body == b"r" * 1024 * 16
+        reader.close()
+    finally:
+        for sock in socks:
+            sock.close()
+    cut = [path for path, status in closed if status == "server-close" and path != "/reader"]
+    assert cut, "no channel was closed though their unwritten bytes passed the budget"
+    warnings = [r for r in error_log if "max_buffered_total" in r.getMessage()]
+    assert len(warnings) == len(cut)
+    assert server.budget.total <= limit
