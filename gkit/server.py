@@ -9,7 +9,9 @@ Binding is ``listen.py``'s.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
@@ -283,14 +285,24 @@ class Server:
     def join(self, timeout: Optional[float] = None) -> bool:
         """Block until the server is stopped; True if it is.
 
-        Ctrl-C (KeyboardInterrupt in the joining greenlet) stops the server,
-        giving in-flight requests up to a second as the ``gkit`` command does,
-        and returns True: a script that ends in ``server.join()`` exits cleanly."""
+        Ctrl-C stops the server, giving in-flight requests up to a second
+        as the ``gkit`` command does, and returns True: a script that ends in
+        ``server.join()`` exits cleanly. Python raises SIGINT's
+        KeyboardInterrupt in whichever greenlet runs at that moment (often a
+        worker, whose error handler would log and swallow it), so while
+        joining in the main thread with Python's default SIGINT handler, a
+        gevent signal handler stops the server instead; the default handler
+        is put back when join returns."""
+        watcher = _catch_sigint(lambda: self.stop(1.0))
         try:
             return self._stopped.wait(timeout)
         except KeyboardInterrupt:
             self.stop(1.0)
             return True
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def serve_forever(self) -> None:
         self.join()
@@ -303,6 +315,16 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<gkit.Server {self.status} on {self.config.ip}:{self.port} http={self.engine}>"
+
+
+def _catch_sigint(stop: Callable[[], None]) -> Any:
+    """Route SIGINT to ``stop`` (run in a greenlet of its own), if this is
+    the main thread and SIGINT still has Python's default handler; else None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None  # the application installed its own: leave it alone
+    return gevent.signal_handler(signal.SIGINT, stop)
 
 
 def run_server(app: WSGIApp, **options: Any) -> Server:
