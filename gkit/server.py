@@ -8,7 +8,9 @@ Binding is ``listen.py``'s.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import resource
 import signal
 import socket
 import threading
@@ -31,8 +33,13 @@ from .timeouts import AppDeadlines
 from .wsgi import Dispatch
 
 log = logging.getLogger("gkit")
+error_log = logging.getLogger("gkit.error")
 
 WSGIApp = Callable[..., Iterable[bytes]]
+
+OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+FD_PAUSE = 0.1      # seconds without accepting after accept() ran out of descriptors
+FD_LOG_EVERY = 10.0  # seconds between two log lines about it
 
 
 class _Acceptor(StreamServer):
@@ -49,6 +56,26 @@ class _Acceptor(StreamServer):
 
     def do_close(self, *args: Any) -> None:
         pass
+
+    def do_read(self) -> Any:
+        try:
+            return super().do_read()
+        except OSError as exc:
+            if exc.errno not in OUT_OF_FDS:
+                raise
+        # Out of file descriptors: the pending connection stays in the
+        # backlog (the listening socket stays readable, so pause rather than
+        # spin), one gkit.error line says why, and accepting resumes by itself.
+        self.gkit.out_of_fds()
+        self.stop_accepting()
+        timer = self.loop.timer(FD_PAUSE)
+        timer.start(self._resume, timer)
+        return None
+
+    def _resume(self, timer: Any) -> None:
+        timer.close()
+        if self.gkit.status == "running" and self.gkit._accepting:
+            self.start_accepting()
 
     def full(self) -> bool:  # gevent stops accepting while this is true
         return self.gkit.at_capacity()
@@ -154,6 +181,8 @@ class Server:
         for acc in self._acceptors:
             acc.max_accept = 256
         self._sweeper: Any = None
+        self._fds_logged = 0.0  # when the last "out of file descriptors" line was logged
+        self._fds_missed = 0    # accepts that failed for it since
         self.address = self._acceptors[0].socket.getsockname()
         self.port: int = self.address[1] if isinstance(self.address, tuple) else 0
         name = self.address[0] if isinstance(self.address, tuple) else "localhost"
@@ -192,6 +221,22 @@ class Server:
             from .tls import wrap_server_side
             sock = wrap_server_side(sock, context)
         Connection(self, sock, addr, secure).start()
+
+    def out_of_fds(self) -> None:
+        """accept() failed for want of file descriptors: one gkit.error line
+        every FD_LOG_EVERY seconds at most, naming the limit and the fix."""
+        self._fds_missed += 1
+        now = time.monotonic()
+        if self._fds_logged and now - self._fds_logged < FD_LOG_EVERY:
+            return
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        error_log.error(
+            "out of file descriptors (open-file limit %s, %d connections open): new connections "
+            "wait in the listen backlog (%d refused accepts since the last report); raise the "
+            "limit (ulimit -n, systemd LimitNOFILE=) or set max_connections below it",
+            soft, len(self.connections), self._fds_missed)
+        self._fds_logged = now
+        self._fds_missed = 0
 
     def track(self, conn: Connection) -> None:
         self.connections.add(conn)
