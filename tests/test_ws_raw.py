@@ -275,6 +275,19 @@ def test_handshake_101_exact(serve):
         assert ws.header("transfer-encoding") is None
 
 
+def test_upgrade_with_expect_100_continue_gets_101_and_no_100(echo):
+    """Issue 8 point 13, decided: a WebSocket handshake has no content, and
+    RFC 9110 §10.1.1 lets a server omit 100 (Continue) when the framing says
+    there is none (a client must not even send the expectation then); RFC 6455
+    clients read one response head and expect it to be the 101. So the 101
+    comes first and alone; an upgrade request that has content gets its 100
+    on the app's first read of wsgi.input, as any request."""
+    with RawWs(echo().port, headers=[("Expect", "100-continue")]) as ws:
+        assert ws.status_line == "HTTP/1.1 101 Switching Protocols"
+        ws.send_frame(TEXT, b"hi")
+        assert ws.recv_message() == (TEXT, b"hi")
+
+
 @pytest.mark.parametrize("offer, answer", [
     (None, None), ("chat", "chat"), ("superchat, chat", "chat"), ("other", None),
 ])
