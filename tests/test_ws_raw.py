@@ -510,3 +510,19 @@ def test_rsv1_without_negotiated_deflate(echo, closes):
         assert ws.header("sec-websocket-extensions") is None
         ws.send(frame(TEXT, deflated(b"hello"), rsv=4))
         assert_fails_with(ws, 1002, closes)
+
+
+@pytest.mark.parametrize("last, code", [(frame(CLOSE, b"\x03\xe8"), 1000),
+                                        (frame(0x3, b"reserved opcode"), 1002)],
+                         ids=["close", "bad-frame"])
+def test_replies_to_messages_in_the_same_read_as_a_close_go_first(echo, closes, last, code):
+    """Issue 8 point 9: the app's send in on_receive succeeds for messages that
+    came in one read with a close (or a bad frame); the close reply comes after."""
+    server = echo()
+    with RawWs(server.port) as ws:
+        ws.send(frame(TEXT, b"one") + frame(PING, b"p") + frame(TEXT, b"two") + last)
+        assert ws.recv_frame().opcode == PONG
+        assert ws.recv_message() == (TEXT, b"one")
+        assert ws.recv_message() == (TEXT, b"two")
+        f = ws.recv_frame()
+        assert (f.opcode, f.payload[:2]) == (CLOSE, code.to_bytes(2, "big")), f
