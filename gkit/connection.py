@@ -43,7 +43,7 @@ error_log = logging.getLogger("gkit.error")
 
 BUF = 65536
 DRAIN_LIMIT = 65536  # unread body bytes read and dropped to keep a connection alive
-TLS_PIECE = 262144  # bytes per TLS sendall: its whole-call deadline becomes one on progress
+TLS_PIECE = 16384  # bytes per TLS sendall (one record): its deadline becomes one on progress
 
 # Why a connection is parked: deciding which deadline applies.
 PARK_IDLE = 1      # between requests: idle_timeout
@@ -319,14 +319,21 @@ class Connection:
             view = view[n:]
 
     def _send_tls(self, data: Any) -> None:
-        # gevent's SSL sendall has a deadline for the whole call: give it
-        # pieces, so the deadline is per piece, i.e. on progress.
-        view = memoryview(data)
+        # gevent's SSL sendall has a deadline for the whole call and blocks
+        # inside: give it one TLS record at a time, each after waiting for
+        # the socket to take more (lending the worker slot meanwhile), so the
+        # deadline is on progress and a stalled reader holds no slot.
         sock = self.sock
-        while len(view) > TLS_PIECE:
+        if len(data) <= TLS_PIECE:
+            sock.sendall(data)
+            return
+        view = memoryview(data)
+        sock.sendall(view[:TLS_PIECE])
+        view = view[TLS_PIECE:]
+        while view:
+            self.wait_writable()
             sock.sendall(view[:TLS_PIECE])
             view = view[TLS_PIECE:]
-        sock.sendall(view)
 
     def wait_writable(self) -> None:
         """Block until the socket takes more bytes, at most ``idle_timeout``
