@@ -23,6 +23,7 @@ import sys
 import time
 from typing import Any, Callable, Optional, Tuple
 
+from gevent.socket import wait as wait_io
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from .budget import WriteBudget
@@ -349,12 +350,12 @@ class Connection:
         lend = ex is not None and ex.worker is not None and ex.holder is getcurrent()
         if lend:
             self._release_slot(ex)  # type: ignore[arg-type]
-        sock = self.sock
-        sock.settimeout(timeout)
         try:
-            sock._wait(event)  # type: ignore[attr-defined]
+            # The socket's own watcher, so closing the socket wakes this wait
+            # (with an OSError); its timeout is left alone (a TLS channel's
+            # reader may be blocked with none).
+            wait_io(event, timeout, timeout_exc=socket.timeout("timed out"))
         finally:
-            sock.settimeout(self.host.config.idle_timeout)
             if lend:
                 self._take_slot(ex)  # type: ignore[arg-type]
 
