@@ -293,6 +293,8 @@ class Channel(abc.ABC):
                 conn.send(data)
                 self._buffered = max(0, self._buffered - len(data))
                 conn.budget.written(self, len(data))
+            if self._outbox:  # the connection was closed under us: the bytes are lost
+                self._drop_outbox()
         except OSError:
             self._drop_outbox()
             self._flushing = False
