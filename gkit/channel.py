@@ -247,22 +247,42 @@ class Channel(abc.ABC):
             data = data[n:]
         self._outbox.append(data)
         self._buffered += len(data)
+        victims = conn.budget.queued(self, len(data))
         if self._drained is not None and self._drained.is_set():
             self._drained = None  # a finished flush says nothing about these bytes
         if self._buffered > conn.config.max_buffered:
             error_log.warning("closing a channel to %s: %d unwritten bytes passed max_buffered",
                               conn.addr, self._buffered)
-            self._outbox.clear()
-            self._buffered = 0
-            self._write_failed = True
-            if self._drained is not None:
-                self._drained.set()
+            self._drop_outbox()
             self._overflow()
             return False
+        if victims:
+            for channel in victims:  # the ones holding the most unwritten bytes
+                channel._over_budget()
+            if self in victims:
+                return False
         if not self._flushing:
             self._flushing = True
             conn.spawn(self._flush)
         return True
+
+    def _drop_outbox(self) -> None:
+        self._outbox.clear()
+        self._buffered = 0
+        self._conn.budget.forget(self)
+        self._write_failed = True
+        if self._drained is not None:
+            self._drained.set()
+
+    def _over_budget(self) -> None:
+        """All channels' unwritten bytes passed max_buffered_total and this
+        one holds the most: close it."""
+        conn = self._conn
+        error_log.warning("closing a channel to %s: it holds %d unwritten bytes, the most, and all "
+                          "channels together passed max_buffered_total (%s)",
+                          conn.addr, self._buffered, conn.config.max_buffered_total)
+        self._drop_outbox()
+        self._overflow()
 
     def _flush(self) -> None:
         conn = self._conn
@@ -272,11 +292,12 @@ class Channel(abc.ABC):
                 self._outbox.clear()
                 conn.send(data)
                 self._buffered = max(0, self._buffered - len(data))
+                conn.budget.written(self, len(data))
+            if self._outbox:  # the connection was closed under us: the bytes are lost
+                self._drop_outbox()
         except OSError:
-            self._outbox.clear()
-            self._buffered = 0
+            self._drop_outbox()
             self._flushing = False
-            self._write_failed = True
             self._lost()
             return
         finally:

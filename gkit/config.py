@@ -46,12 +46,21 @@ class Config:
     http: str = _opt("auto", "HTTP/1.1 engine: auto (httptools when installed), httptools or h11")
     max_buffered: int = _opt(
         16 * 1024 * 1024, "a channel's unwritten-bytes limit; past it the channel is closed")
+    max_buffered_total: Optional[int] = _opt(
+        256 * 1024 * 1024, "unwritten bytes of all channels together; past it the channels "
+                           "holding the most are closed first; 'none' = no limit")
     server_header: Optional[str] = _opt(
         "gkit", "value of the Server response header; 'none' omits it (an app's own wins)")
     idle_timeout: float = _opt(
         60.0, "seconds before an idle keep-alive connection (or a stalled read/write) is closed")
     header_timeout: float = _opt(
         10.0, "seconds a client has to send a whole request head once it started one (slowloris)")
+    body_timeout: float = _opt(
+        20.0, "seconds a client has to send a request body, from the first read of it, plus one "
+              "second per body_min_rate bytes received (Apache mod_reqtimeout's body=); past it: 408")
+    body_min_rate: int = _opt(
+        500, "bytes per second that extend body_timeout by one second each (mod_reqtimeout's "
+             "MinRate); 0: body_timeout bounds the whole body")
     ssl_context: Optional[ssl.SSLContext] = _opt(
         None, "an ssl.SSLContext for HTTPS and wss:// (CLI: --certfile/--keyfile)", cli=False)
     proxy_headers: bool = _opt(
@@ -87,17 +96,18 @@ class Config:
             raise ConfigError(f"http={self.http!r}: choose one of {', '.join(HTTP_ENGINES)}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port={self.port!r}: give an integer from 0 to 65535")
-        for name in ("thread", "max_connections"):
+        for name in ("thread", "max_connections", "max_buffered_total"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r}: give a positive integer, or None for no limit")
-        for name in ("queue_size", "max_body", "max_line", "max_ws", "max_buffered", "backlog"):
+        for name in ("queue_size", "max_body", "max_line", "max_ws", "max_buffered", "backlog",
+                     "body_min_rate"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name}={value!r}: give a non-negative integer")
         if self.max_line < 64:
             raise ConfigError(f"max_line={self.max_line}: give at least 64 bytes")
-        for name in ("idle_timeout", "header_timeout"):
+        for name in ("idle_timeout", "header_timeout", "body_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds")

@@ -42,15 +42,17 @@ class WorkerPool:
                                  if size is not None else [])
         self._handoff: Queue = Queue()
 
-    def acquire(self) -> str:
-        """Take a slot and return its worker name; may wait; raises PoolFull."""
+    def acquire(self, admitted: bool = False) -> str:
+        """Take a slot and return its worker name; may wait; raises PoolFull.
+        ``admitted``: the request already had a slot and lent it while it
+        waited on its client: it waits for one again whatever the queue holds."""
         self.running += 1
         if self.size is None:
             self._counter += 1
             return self.prefix + str(self._counter)
         if self._free:
             return self._free.pop()
-        if self.waiting >= self.queue_size:
+        if self.waiting >= self.queue_size and not admitted:
             self.running -= 1
             raise PoolFull(f"all {self.size} workers busy and {self.waiting} requests queued")
         self.waiting += 1

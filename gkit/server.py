@@ -8,8 +8,12 @@ Binding is ``listen.py``'s.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import resource
+import signal
 import socket
+import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
@@ -17,6 +21,7 @@ import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 
+from .budget import WriteBudget
 from .config import Config, make_config
 from .connection import PARK_HEAD, PARK_IDLE, Connection
 from .heartbeat import Heartbeats
@@ -28,8 +33,13 @@ from .timeouts import AppDeadlines
 from .wsgi import Dispatch
 
 log = logging.getLogger("gkit")
+error_log = logging.getLogger("gkit.error")
 
 WSGIApp = Callable[..., Iterable[bytes]]
+
+OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+FD_PAUSE = 0.1      # seconds without accepting after accept() ran out of descriptors
+FD_LOG_EVERY = 10.0  # seconds between two log lines about it
 
 
 class _Acceptor(StreamServer):
@@ -46,6 +56,26 @@ class _Acceptor(StreamServer):
 
     def do_close(self, *args: Any) -> None:
         pass
+
+    def do_read(self) -> Any:
+        try:
+            return super().do_read()
+        except OSError as exc:
+            if exc.errno not in OUT_OF_FDS:
+                raise
+        # Out of file descriptors: the pending connection stays in the
+        # backlog (the listening socket stays readable, so pause rather than
+        # spin), one gkit.error line says why, and accepting resumes by itself.
+        self.gkit.out_of_fds()
+        self.stop_accepting()
+        timer = self.loop.timer(FD_PAUSE)
+        timer.start(self._resume, timer)
+        return None
+
+    def _resume(self, timer: Any) -> None:
+        timer.close()
+        if self.gkit.status == "running" and self.gkit._accepting:
+            self.start_accepting()
 
     def full(self) -> bool:  # gevent stops accepting while this is true
         return self.gkit.at_capacity()
@@ -133,6 +163,7 @@ class Server:
         self.runners = Runners(self.hub)
         self.pool = WorkerPool(config.thread, config.queue_size, config.worker_name_prefix)
         self.deadlines = Deadlines(config)
+        self.budget = WriteBudget(config.max_buffered_total)
         self.status = "stopped"
         self.connections: Set[Connection] = set()
         self.busy = 0  # app calls in flight
@@ -150,6 +181,8 @@ class Server:
         for acc in self._acceptors:
             acc.max_accept = 256
         self._sweeper: Any = None
+        self._fds_logged = 0.0  # when the last "out of file descriptors" line was logged
+        self._fds_missed = 0    # accepts that failed for it since
         self.address = self._acceptors[0].socket.getsockname()
         self.port: int = self.address[1] if isinstance(self.address, tuple) else 0
         name = self.address[0] if isinstance(self.address, tuple) else "localhost"
@@ -188,6 +221,22 @@ class Server:
             from .tls import wrap_server_side
             sock = wrap_server_side(sock, context)
         Connection(self, sock, addr, secure).start()
+
+    def out_of_fds(self) -> None:
+        """accept() failed for want of file descriptors: one gkit.error line
+        every FD_LOG_EVERY seconds at most, naming the limit and the fix."""
+        self._fds_missed += 1
+        now = time.monotonic()
+        if self._fds_logged and now - self._fds_logged < FD_LOG_EVERY:
+            return
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        error_log.error(
+            "out of file descriptors (open-file limit %s, %d connections open): new connections "
+            "wait in the listen backlog (%d refused accepts since the last report); raise the "
+            "limit (ulimit -n, systemd LimitNOFILE=) or set max_connections below it",
+            soft, len(self.connections), self._fds_missed)
+        self._fds_logged = now
+        self._fds_missed = 0
 
     def track(self, conn: Connection) -> None:
         self.connections.add(conn)
@@ -281,14 +330,24 @@ class Server:
     def join(self, timeout: Optional[float] = None) -> bool:
         """Block until the server is stopped; True if it is.
 
-        Ctrl-C (KeyboardInterrupt in the joining greenlet) stops the server,
-        giving in-flight requests up to a second as the ``gkit`` command does,
-        and returns True: a script that ends in ``server.join()`` exits cleanly."""
+        Ctrl-C stops the server, giving in-flight requests up to a second
+        as the ``gkit`` command does, and returns True: a script that ends in
+        ``server.join()`` exits cleanly. Python raises SIGINT's
+        KeyboardInterrupt in whichever greenlet runs at that moment (often a
+        worker, whose error handler would log and swallow it), so while
+        joining in the main thread with Python's default SIGINT handler, a
+        gevent signal handler stops the server instead; the default handler
+        is put back when join returns."""
+        watcher = _catch_sigint(lambda: self.stop(1.0))
         try:
             return self._stopped.wait(timeout)
         except KeyboardInterrupt:
             self.stop(1.0)
             return True
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def serve_forever(self) -> None:
         self.join()
@@ -301,6 +360,16 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<gkit.Server {self.status} on {self.config.ip}:{self.port} http={self.engine}>"
+
+
+def _catch_sigint(stop: Callable[[], None]) -> Any:
+    """Route SIGINT to ``stop`` (run in a greenlet of its own), if this is
+    the main thread and SIGINT still has Python's default handler; else None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None  # the application installed its own: leave it alone
+    return gevent.signal_handler(signal.SIGINT, stop)
 
 
 def run_server(app: WSGIApp, **options: Any) -> Server:

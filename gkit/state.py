@@ -65,14 +65,17 @@ class Exchange:
     ('worker-1', True, None)
     """
 
-    __slots__ = ("request", "worker", "client", "body_done", "app_running", "channel",
-                 "channel_ended", "resume", "started")
+    __slots__ = ("request", "worker", "holder", "client", "body_done", "body_since",
+                 "body_received", "app_running", "channel", "channel_ended", "resume", "started")
 
     def __init__(self, request: Request, worker: Optional[str], client: str) -> None:
         self.request = request
         self.worker = worker          # the slot's name while held; None once given back
+        self.holder: Optional[Any] = None  # the greenlet holding the slot (it may lend it)
         self.client = client          # REMOTE_ADDR, after proxy headers
         self.body_done = False        # the request's END was read from the parser
+        self.body_since = 0.0         # monotonic time of the first read of the body
+        self.body_received = 0        # body bytes read so far (the body deadline grows with it)
         self.app_running = True       # the app call is in flight
         self.channel: Optional[Any] = None  # the channel the response was handed over to
         self.channel_ended = False    # that channel wrote its whole response

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol, Tuple
 
+from .budget import WriteBudget
 from .config import Config
 from .heartbeat import Heartbeats
 from .state import Exchange, Outcome
@@ -31,6 +32,10 @@ class Transport(Protocol):
 
     @property
     def config(self) -> Config: ...
+
+    @property
+    def budget(self) -> WriteBudget:
+        """The server's budget of all channels' unwritten bytes."""
 
     def try_send(self, data: bytes) -> int:
         """Write what the socket takes now; the count (OSError: the peer left)."""
@@ -105,6 +110,9 @@ class Host(Protocol):
 
     @property
     def pool(self) -> WorkerPool: ...
+
+    @property
+    def budget(self) -> WriteBudget: ...
 
     @property
     def deadlines(self) -> DeadlineKeeper: ...

@@ -124,9 +124,12 @@ class WebSocketChannel(Channel):
         self._heard = True
         ws = self._ws
         events = ws.receive_data(data)
-        out = ws.data_to_send()
+        out = ws.data_to_send(close=False)  # pongs
         if out:
             self._write(out)
+        # Messages are delivered before what the session owes is written, so
+        # the app's replies to messages that came in the same read as a close
+        # (or a bad frame) go out before the close reply (Autobahn 3.2, 5.15...).
         for event in events:
             kind = type(event)
             if kind is Message:
@@ -136,6 +139,9 @@ class WebSocketChannel(Channel):
                 if self._on_ping is not None and self._open:
                     self._call(self._on_ping, event.data)  # type: ignore[union-attr]
             elif kind is Closed:
+                out = ws.data_to_send()
+                if out:
+                    self._write(out)
                 code = event.code  # type: ignore[union-attr]
                 self._closed("going-away" if code == ABNORMAL else close_status(code))
                 self._end()

@@ -88,6 +88,12 @@ class ResponseWriter:
         return head.data
 
     def write(self, data: bytes) -> None:
+        if type(data) is not bytes:
+            # Checked before the head is marked sent, so the app still gets its 500.
+            if not isinstance(data, (bytearray, memoryview)):
+                raise BadResponse(f"the app's response body holds {type(data).__name__}, "
+                                  f"not bytes (PEP 3333): encode it, e.g. text.encode()")
+            data = bytes(data)
         out = self.begin(None) if self.head is None else b""
         head = self.head
         assert head is not None
@@ -282,7 +288,7 @@ class Dispatch:
                     accesslog.log_request(ex.client, req, status, writer.sent, started)
         if writer.head is None or not writer.head.keep_alive or writer.broken:
             return Outcome.CLOSE
-        return Outcome.KEEP_ALIVE if conn.drain_body() else Outcome.CLOSE
+        return Outcome.KEEP_ALIVE  # the connection drops the unread body, with no slot held
 
 
 def _prepare_upgrade(conn: Connection, environ: Dict[str, Any],
@@ -341,7 +347,7 @@ def _write_result(conn: Connection, ex: Exchange, writer: ResponseWriter,
             conn.send(writer.begin(count))
             if writer.head is not None and writer.head.mode == LENGTH:
                 count = min(count, writer.head.length or 0)
-            writer.sent = sendfile_all(conn.fileno, fd, offset, count)
+            writer.sent = sendfile_all(conn.fileno, fd, offset, count, conn.wait_writable)
             writer.finish()
             return
     watch = GoneWatch(conn, ex) if conn.raw is not None else None

@@ -4,9 +4,7 @@ socket as the app reads it, with ``100 Continue`` on the first read) and
 from __future__ import annotations
 
 import os
-from typing import List, Optional
-
-from gevent.socket import wait_write
+from typing import Callable, List, Optional
 
 from .connection import Connection
 from .files import FileWrapper  # noqa: F401 (wsgi.file_wrapper; re-exported)
@@ -102,14 +100,17 @@ class _NoBody:
 NO_BODY_INPUT = _NoBody()
 
 
-def sendfile_all(sock_fd: int, fd: int, offset: int, count: int) -> int:
-    """Cooperative ``os.sendfile``: waits for writability in gevent's hub."""
+def sendfile_all(sock_fd: int, fd: int, offset: int, count: int,
+                 wait_writable: Callable[[], None]) -> int:
+    """Cooperative ``os.sendfile``: ``wait_writable`` (``Connection.wait_writable``:
+    at most ``idle_timeout`` per wait, the worker slot lent out meanwhile)
+    waits when the socket takes nothing."""
     sent = 0
     while sent < count:
         try:
             n = os.sendfile(sock_fd, fd, offset + sent, count - sent)
         except BlockingIOError:
-            wait_write(sock_fd)
+            wait_writable()
             continue
         if n == 0:
             break

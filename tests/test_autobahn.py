@@ -2,8 +2,10 @@
 
 Starts a gkit WebSocket echo server (``tests/ws_echo_server.py``) in a
 subprocess on a free port and runs ``kosoku`` (a Python runner of the Autobahn
-cases) against it for cases 1-7 and 10: 247 cases, every one OK, NON-STRICT
-or INFORMATIONAL, none FAILED. Skipped when kosoku is not installed, unless
+cases) against it for cases 1-7 and 10: 247 cases, every one OK or
+INFORMATIONAL, none NON-STRICT or FAILED (issue 8 point 9: replies to messages
+that came in the same read as a close or a bad frame go out before the close
+reply, which made 3.2-3.4, 4.1.3-4.1.5, 4.2.3-4.2.5 and 5.15 OK). Skipped when kosoku is not installed, unless
 ``GKIT_REQUIRE_ALL=1`` (then that is a failure).
 """
 import collections
@@ -18,7 +20,8 @@ import pytest
 
 CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"]
 EXPECTED_CASES = 247
-ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
+ACCEPTED = {"OK", "INFORMATIONAL"}
+MUST_BE_OK = ["3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5", "5.15"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -95,4 +98,5 @@ def test_autobahn_cases_1_to_7_and_10(engine, tmp_path, capsys):
         f"  {k}: behavior={v[0]} close={v[1]} remote close code={v[2]}"
         for k, v in sorted(bad.items(), key=lambda kv: [int(p) for p in kv[0].split(".")]))
     assert len(cases) == EXPECTED_CASES, summary
+    assert {c: cases[c]["behavior"] for c in MUST_BE_OK} == {c: "OK" for c in MUST_BE_OK}
     assert run.returncode == 0, output[-3000:]

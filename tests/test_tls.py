@@ -187,3 +187,34 @@ def test_realtime_libraries_over_wss(gkit: Any, certs: Dict[str, str]) -> None:
         finally:
             ws.shutdown()
     assert not [line for line in proc.lines if "ERROR" in line or "Traceback" in line], proc.stderr
+
+
+def test_tls_reader_that_never_reads_holds_no_worker(serve: Any, certs: Dict[str, str]) -> None:
+    """Issue 8 point 4 on TLS: a stalled HTTPS reader of a big body lends its slot out."""
+    import socket
+    import ssl as ssl_mod
+
+    def app(environ: Any, start_response: Any) -> Any:
+        if environ["PATH_INFO"] == "/fast":
+            start_response("200 OK", [("Content-Length", "4")])
+            return [b"fast"]
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [b"t" * (8 * 1024 * 1024)]
+
+    context = ssl_mod.SSLContext(ssl_mod.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs["cert"], certs["key"])
+    server = serve(app, ssl_context=context, thread=1)
+    client_ctx = ssl_mod.create_default_context(cafile=certs["cert"])
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", server.port))
+    stalled = client_ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        stalled.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert stalled.recv(100).startswith(b"HTTP/1.1 200 ")  # started; now it stops reading
+        reply = requests.get(f"https://127.0.0.1:{server.port}/fast", verify=certs["cert"],
+                             timeout=3)
+        assert reply.text == "fast"
+    finally:
+        stalled.close()

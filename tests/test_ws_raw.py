@@ -275,6 +275,19 @@ def test_handshake_101_exact(serve):
         assert ws.header("transfer-encoding") is None
 
 
+def test_upgrade_with_expect_100_continue_gets_101_and_no_100(echo):
+    """Issue 8 point 13, decided: a WebSocket handshake has no content, and
+    RFC 9110 §10.1.1 lets a server omit 100 (Continue) when the framing says
+    there is none (a client must not even send the expectation then); RFC 6455
+    clients read one response head and expect it to be the 101. So the 101
+    comes first and alone; an upgrade request that has content gets its 100
+    on the app's first read of wsgi.input, as any request."""
+    with RawWs(echo().port, headers=[("Expect", "100-continue")]) as ws:
+        assert ws.status_line == "HTTP/1.1 101 Switching Protocols"
+        ws.send_frame(TEXT, b"hi")
+        assert ws.recv_message() == (TEXT, b"hi")
+
+
 @pytest.mark.parametrize("offer, answer", [
     (None, None), ("chat", "chat"), ("superchat, chat", "chat"), ("other", None),
 ])
@@ -497,3 +510,19 @@ def test_rsv1_without_negotiated_deflate(echo, closes):
         assert ws.header("sec-websocket-extensions") is None
         ws.send(frame(TEXT, deflated(b"hello"), rsv=4))
         assert_fails_with(ws, 1002, closes)
+
+
+@pytest.mark.parametrize("last, code", [(frame(CLOSE, b"\x03\xe8"), 1000),
+                                        (frame(0x3, b"reserved opcode"), 1002)],
+                         ids=["close", "bad-frame"])
+def test_replies_to_messages_in_the_same_read_as_a_close_go_first(echo, closes, last, code):
+    """Issue 8 point 9: the app's send in on_receive succeeds for messages that
+    came in one read with a close (or a bad frame); the close reply comes after."""
+    server = echo()
+    with RawWs(server.port) as ws:
+        ws.send(frame(TEXT, b"one") + frame(PING, b"p") + frame(TEXT, b"two") + last)
+        assert ws.recv_frame().opcode == PONG
+        assert ws.recv_message() == (TEXT, b"one")
+        assert ws.recv_message() == (TEXT, b"two")
+        f = ws.recv_frame()
+        assert (f.opcode, f.payload[:2]) == (CLOSE, code.to_bytes(2, "big")), f

@@ -84,7 +84,7 @@ class WsSession:
     """
 
     __slots__ = ("_buf", "_codec", "_deflate", "_fin", "_inflating", "_left", "_mask", "_max",
-                 "_op", "_out", "_parts", "_size", "_state", "_utf8")
+                 "_op", "_out", "_owed", "_parts", "_size", "_state", "_utf8")
 
     def __init__(self, *, max_message: int = 4194304, deflate: DeflateParams | None = None) -> None:
         if max_message < 1:
@@ -92,7 +92,11 @@ class WsSession:
         self._max = max_message
         self._state = _OPEN
         self._buf = b""  # unparsed bytes: a partial header or control frame, never payload
-        self._out: list[bytes] = []  # pongs and close frames owed to the peer
+        self._out: list[bytes] = []  # pongs owed to the peer
+        # The close frame owed to the peer (a reply to its close, or our
+        # failure code): it goes out last in the next data_to_send(), so
+        # replies the app sends to messages received before it still go first.
+        self._owed = b""
         # The data frame whose payload is arriving: bytes left, FIN, mask rotated to go on.
         self._left = 0
         self._fin = False
@@ -110,8 +114,10 @@ class WsSession:
 
     @property
     def is_open(self) -> bool:
-        """True while messages may be sent: no close frame sent or received yet."""
-        return self._state == _OPEN
+        """True while messages may be sent: no close frame sent yet. A close
+        received (or a failure) is answered by the next ``data_to_send()``;
+        until then messages may still go, ahead of that answer."""
+        return self._state == _OPEN or bool(self._owed)
 
     @property
     def closed(self) -> bool:
@@ -151,9 +157,19 @@ class WsSession:
             self._buf = data[pos:]
         return events
 
-    def data_to_send(self) -> bytes:
-        """The bytes the session owes the peer (pongs, close replies); empties the queue."""
+    def data_to_send(self, close: bool = True) -> bytes:
+        """The bytes the session owes the peer (pongs, then a close reply); empties the queue.
+
+        Once it returned a close reply, no more messages may be sent. With
+        ``close=False`` a close reply owed stays for a later call: the I/O
+        side sends the pongs, then the app's replies to the messages that
+        came before the close, then the close reply."""
         out = self._out
+        if self._owed and close:
+            out.append(self._owed)
+            self._owed = b""
+            if self._codec is not None:
+                self._codec.release()
         if not out:
             return b""
         data = b"".join(out)
@@ -390,13 +406,13 @@ class WsSession:
                 raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in the close reason") from None
         if self._state == _OPEN:
             # Echo the code (RFC 6455 §5.5.1); a close without a code gets one without a code.
-            self._out.append(build_frame(FIN_CLOSE, payload[:2]))
+            self._owed = build_frame(FIN_CLOSE, payload[:2])
         self._close()
         events.append(Closed(code, reason))
 
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
         if self._state == _OPEN:
-            self._out.append(build_frame(FIN_CLOSE, close_payload(code, reason)))
+            self._owed = build_frame(FIN_CLOSE, close_payload(code, reason))
         self._close()
         events.append(Closed(code, reason))
 
@@ -406,7 +422,7 @@ class WsSession:
         self._buf = b""
         self._parts = bytearray()
         self._utf8 = None
-        if self._codec is not None:
+        if self._codec is not None and not self._owed:  # else once the close reply is out
             self._codec.release()
 
     # -- sending -------------------------------------------------------------------
@@ -416,7 +432,7 @@ class WsSession:
 
         Returns ``b""`` once the session is no longer open (check ``is_open``).
         """
-        if self._state != _OPEN:
+        if self._state != _OPEN and not self._owed:
             return b""
         if type(data) is str:
             payload = data.encode("utf-8")
@@ -443,7 +459,7 @@ class WsSession:
     def _send_control(self, first: int, payload: bytes) -> bytes:
         if len(payload) > MAX_CONTROL_PAYLOAD:
             raise ValueError(f"control frame data is {len(payload)} bytes; the limit is 125")
-        if self._state != _OPEN:
+        if self._state != _OPEN and not self._owed:
             return b""
         return build_frame(first, payload)
 
