@@ -66,7 +66,11 @@ class Config:
     proxy_headers: bool = _opt(
         False, "take REMOTE_ADDR and wsgi.url_scheme from X-Forwarded-For/-Proto of trusted proxies")
     forwarded_allow_ips: Tuple[str, ...] = _opt(
-        ("127.0.0.1", "::1"), "proxies trusted for proxy_headers ('*' trusts every peer)")
+        ("127.0.0.1", "::1"),
+        "proxies trusted for proxy_headers and proxy_protocol ('*' trusts every peer)")
+    proxy_protocol: bool = _opt(
+        False, "read a PROXY protocol header (v1 or v2) at the start of each connection from "
+               "forwarded_allow_ips peers; REMOTE_ADDR is the client it names")
     max_connections: Optional[int] = _opt(
         None, "open connections allowed; at the limit the server stops accepting until one "
               "closes (gunicorn's worker_connections); 'none' = no limit")
