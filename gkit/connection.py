@@ -34,6 +34,7 @@ from .pool import PoolFull, WorkerPool
 from .proto.engines import make_parser
 from .proto.h1 import CLOSED, END, NEED_DATA, Request
 from .proto.response import ResponseHead, error_response
+from .proxy_header import ProxyRefused, read_header, refused
 from .transport import DeadlineKeeper, Dispatcher, Host, Transport  # noqa: F401 (re-exported)
 
 __all__ = ["Connection", "ConnectionInfo", "Phase", "MOVES", "IllegalMove", "Exchange",
@@ -158,7 +159,9 @@ class Connection:
             pass  # a Unix socket
         self.sock.settimeout(self.host.config.idle_timeout)
         self.host.track(self)
-        if self.secure:
+        if self.host.config.proxy_protocol:
+            self.park(PARK_IDLE, self._run_proxied)
+        elif self.secure:
             self.spawn(self._run_tls)
         else:
             self.park(PARK_IDLE, self._run)
@@ -563,6 +566,31 @@ class Connection:
             self.park(PARK_HEAD, self._run)
         else:
             self.park(PARK_IDLE, self._run)
+
+    def _run_proxied(self) -> None:
+        """Take the PROXY header (option proxy_protocol), then serve HTTP or TLS;
+        the address it names is the client of every request on the connection."""
+        config = self.host.config
+        try:
+            client = read_header(self.sock, self.host.dispatcher.trusts(self.addr[0]),
+                                 config.header_timeout)
+        except EOFError:
+            self.close()
+            return
+        except ProxyRefused as exc:
+            refused(self.addr, exc)
+            self.close()
+            return
+        finally:
+            self.sock.settimeout(config.idle_timeout)
+        if client is not None:
+            self.addr = client  # REMOTE_ADDR/REMOTE_PORT of every request on it
+        if config.ssl_context is not None:  # the server left TLS to us: the header came first
+            from .tls import wrap_server_side
+            self.sock = wrap_server_side(self.sock, config.ssl_context)
+            self._run_tls()
+        else:
+            self._run()
 
     def _run_tls(self) -> None:
         from .tls import handshake

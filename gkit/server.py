@@ -217,7 +217,7 @@ class Server:
             return
         context = self.config.ssl_context
         secure = context is not None
-        if context is not None:
+        if context is not None and not self.config.proxy_protocol:  # else after the header
             from .tls import wrap_server_side
             sock = wrap_server_side(sock, context)
         Connection(self, sock, addr, secure).start()

@@ -89,6 +89,9 @@ class Dispatcher(Protocol):
 
     def run(self, conn: Conn, ex: Exchange, keep_alive: bool) -> Outcome: ...
 
+    def trusts(self, ip: str) -> bool:
+        """Is the peer ``ip`` a trusted proxy (proxy headers, PROXY protocol)?"""
+
     def response_head(self, status: str, headers: Any, method: str, version: str,
                       keep_alive: bool, length: Optional[int]) -> ResponseHead: ...
 
