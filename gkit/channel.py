@@ -325,8 +325,10 @@ class Channel(abc.ABC):
 
     def _log(self) -> None:
         if self.log_from is not None:
-            accesslog.log_request(self._client, self._request, self._status_code or 499,
-                                  self._sent, self.log_from)
+            conn = self._conn
+            accesslog.log_request(self._client, conn.addr, self._request,
+                                  self._status_code or 499, self._sent, self.log_from,
+                                  fmt=conn.config.access_log_format, hook=conn.access_hook)
             self.log_from = None
 
     def _overflow(self) -> None:

@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .proto.origin import parse_allowed_origins
 
 HTTP_ENGINES = ("auto", "httptools", "h11")
+ACCESS_LOG_FORMATS = ("combined", "json")
 
 
 def _opt(default: Any, help: str, *, cli: bool = True, metavar: Optional[str] = None) -> Any:
@@ -74,6 +75,9 @@ class Config:
     max_connections: Optional[int] = _opt(
         None, "open connections allowed; at the limit the server stops accepting until one "
               "closes (gunicorn's worker_connections); 'none' = no limit")
+    access_log_format: str = _opt(
+        "combined", "access log lines: combined (Apache's, plus seconds taken) or json "
+                    "(one object per line, typed fields)")
     backlog: int = _opt(1024, "listen backlog")
     reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
     ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
@@ -98,6 +102,9 @@ class Config:
     def __post_init__(self) -> None:
         if self.http not in HTTP_ENGINES:
             raise ConfigError(f"http={self.http!r}: choose one of {', '.join(HTTP_ENGINES)}")
+        if self.access_log_format not in ACCESS_LOG_FORMATS:
+            raise ConfigError(f"access_log_format={self.access_log_format!r}: choose one of "
+                              f"{', '.join(ACCESS_LOG_FORMATS)}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port={self.port!r}: give an integer from 0 to 65535")
         for name in ("thread", "max_connections", "max_buffered_total"):

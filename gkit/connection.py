@@ -143,6 +143,10 @@ class Connection:
         return self.host.budget
 
     @property
+    def access_hook(self) -> Any:
+        return self.host.dispatcher.access_hook
+
+    @property
     def info(self) -> ConnectionInfo:
         """The app's view of this connection (made on first use)."""
         info = self._info

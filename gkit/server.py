@@ -206,6 +206,17 @@ class Server:
             watch(self, self.config.block_warn)
         return self
 
+    @property
+    def access_hook(self) -> Any:
+        """Called with every request's :class:`gkit.accessformat.AccessRecord`
+        (the gunicorn worker's ``log.access()``); None: no hook."""
+        return self.dispatcher.access_hook
+
+    @access_hook.setter
+    def access_hook(self, hook: Any) -> None:
+        self.dispatcher.access_hook = hook
+        self.dispatcher.tick()
+
     # -- what connections ask of the server (transport.Host) ---------------------------
     def date(self) -> str:
         """The Date header value, formatted once a second."""

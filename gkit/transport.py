@@ -58,6 +58,10 @@ class Transport(Protocol):
     def close(self) -> None:
         """Close the socket now (idempotent)."""
 
+    @property
+    def access_hook(self) -> Any:
+        """The server's access hook (see ``accesslog``), or None."""
+
     def response_head(self, status: str, headers: Any, req: Request, keep_alive: bool,
                       length: Optional[int]) -> ResponseHead:
         """The head of a response to ``req``."""
@@ -88,6 +92,8 @@ class Dispatcher(Protocol):
     """The WSGI side (``wsgi.Dispatch``): runs the app for one exchange."""
 
     def run(self, conn: Conn, ex: Exchange, keep_alive: bool) -> Outcome: ...
+
+    access_hook: Any  # called with every request's AccessRecord, or None
 
     def trusts(self, ip: str) -> bool:
         """Is the peer ``ip`` a trusted proxy (proxy headers, PROXY protocol)?"""

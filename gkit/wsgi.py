@@ -139,6 +139,7 @@ class Dispatch:
         self.config = config
         self._date = formatdate(time.time(), usegmt=True)
         self._heads: Dict[Any, ResponseHead] = {}
+        self.access_hook: accesslog.Hook = None  # gets every request's AccessRecord
         self.log_access = accesslog.enabled()  # checked again every second
         self._trusted = _trust_list(config.forwarded_allow_ips)
         base = {
@@ -171,7 +172,7 @@ class Dispatch:
         """Called by the server's clock just after each second starts."""
         self._date = formatdate(time.time(), usegmt=True)
         self._heads.clear()  # they carry the old Date
-        self.log_access = accesslog.enabled()
+        self.log_access = accesslog.enabled(self.access_hook)
 
     def response_head(self, status: str, headers: Any, method: str, version: str,
                       keep_alive: bool, length: Optional[int]) -> ResponseHead:
@@ -285,7 +286,10 @@ class Dispatch:
                 if raw or not conn.handed_over:
                     # 101 for an app that answered on the raw socket itself
                     status = 101 if raw else (writer.head.status_code if writer.head else 500)
-                    accesslog.log_request(ex.client, req, status, writer.sent, started)
+                    accesslog.log_request(ex.client, conn.addr, req, status, writer.sent,
+                                          started, fmt=config.access_log_format,
+                                          hook=self.access_hook,
+                                          response_headers=writer.headers)
         if writer.head is None or not writer.head.keep_alive or writer.broken:
             return Outcome.CLOSE
         return Outcome.KEEP_ALIVE  # the connection drops the unread body, with no slot held
