@@ -117,6 +117,13 @@ class Channel(abc.ABC):
         return self._open
 
     @property
+    @abc.abstractmethod
+    def kind(self) -> str:
+        """What the channel carries, for stats and logs: ``"websocket"``,
+        ``"long_poll"`` (an HTTP channel that sent nothing yet),
+        ``"http_stream"`` (a chunked response under way) or ``"sse"``."""
+
+    @property
     def buffered(self) -> int:
         """Bytes queued but not yet written to the socket."""
         return self._buffered
@@ -358,6 +365,10 @@ class HttpChannel(Channel):
         self._mode: Optional[int] = None   # framing once the head is sent
         self._keep_alive = False
         self._discard = False   # an unread request body is being dropped: close after
+
+    @property
+    def kind(self) -> str:
+        return "http_stream" if self._status_code else "long_poll"
 
     def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
         if not self._open:

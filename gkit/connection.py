@@ -272,6 +272,7 @@ class Connection:
         self.linger_close()
 
     def send_error(self, status: int, reason: str, method: Optional[str] = None) -> None:
+        self.host.counters.refuse(status)
         try:
             self.send(error_response(status, reason, method=method, date=self.host.date(),
                                      server=self.host.config.server_header))
@@ -307,6 +308,7 @@ class Connection:
         client reading slowly but steadily gets everything, one that stops
         reading is cut (``socket.timeout``). While it waits, the worker slot
         is lent out (:meth:`wait_writable`)."""
+        self.host.counters.bytes_out += len(data)
         raw = self.raw
         if raw is None:
             self._send_tls(data)
@@ -378,22 +380,24 @@ class Connection:
         if raw is None:
             return 0
         try:
-            return raw.send(data)  # type: ignore[no-any-return]
+            n: int = raw.send(data)
         except BlockingIOError:
             return 0
+        self.host.counters.bytes_out += n
+        return n
 
     def recv_now(self) -> Optional[bytes]:
         """The bytes waiting now: b"" at EOF or on an error, None when none
         are waiting. On TLS it blocks this greenlet until bytes come."""
         raw = self.raw
         try:
-            if raw is None:
-                return self.sock.recv(BUF)  # type: ignore[no-any-return]
-            return raw.recv(BUF)  # type: ignore[no-any-return]
+            data: bytes = self.sock.recv(BUF) if raw is None else raw.recv(BUF)
         except BlockingIOError:
             return None
         except OSError:
             return b""
+        self.host.counters.bytes_in += len(data)
+        return data
 
     def watch(self, on_readable: Callable[[], Any], tls_reader: bool = False) -> None:
         """Call ``on_readable`` in a greenlet when bytes come, holding no
@@ -493,6 +497,7 @@ class Connection:
                 if not data:
                     raise ProtocolError("the client closed before the end of the request body")
                 ex.body_received += len(data)
+                self.host.counters.bytes_in += len(data)
                 parser.feed(data)
                 continue
             if ev is END:
@@ -545,6 +550,7 @@ class Connection:
                         self._park_between(parser)
                         return
                     readable = len(data) == BUF
+                    self.host.counters.bytes_in += len(data)
                 else:
                     if self.closing and not parser.in_head:
                         self.close()
@@ -612,13 +618,15 @@ class Connection:
         else:
             self.sock.settimeout(config.idle_timeout)
         try:
-            return self.sock.recv(BUF)  # type: ignore[no-any-return]
+            data: bytes = self.sock.recv(BUF)
         except socket.timeout:
             if in_head:
                 raise ProtocolError("request head not complete in time", 408) from None
             raise
         finally:
             self.sock.settimeout(config.idle_timeout)
+        self.host.counters.bytes_in += len(data)
+        return data
 
     def _dispatch(self, req: Request) -> bool:
         """Run the app for one request; True when the loop goes on."""

@@ -68,6 +68,7 @@ def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[C
         return ch, False
     ws = WebSocketChannel(conn, req, ex.client, session)
     conn.hand_over(ws)
+    conn.host.counters.response(101)
     if accesslog.enabled(conn.access_hook):
         accesslog.log_request(ex.client, conn.addr, req, 101, None, time.monotonic(),
                               fmt=conn.config.access_log_format, hook=conn.access_hook)

@@ -29,6 +29,7 @@ from .listen import Bind, bind_all
 from .pool import WorkerPool
 from .proto.engines import resolve_engine
 from .runners import Runners
+from .stats import Counters, snapshot
 from .timeouts import AppDeadlines
 from .wsgi import Dispatch
 
@@ -186,8 +187,9 @@ class Server:
         self.address = self._acceptors[0].socket.getsockname()
         self.port: int = self.address[1] if isinstance(self.address, tuple) else 0
         name = self.address[0] if isinstance(self.address, tuple) else "localhost"
+        self.counters = Counters()  # for stats(): responses by class, refusals, bytes
         self.dispatcher = Dispatch(app, config, port=self.port, server_name=name,
-                                   multiprocess=multiprocess)
+                                   multiprocess=multiprocess, counters=self.counters)
 
     def start(self) -> "Server":
         for acc in self._acceptors:
@@ -298,6 +300,16 @@ class Server:
             self._quiet.set()
 
     # -- stop --------------------------------------------------------------------
+    def stats(self) -> Dict[str, Any]:
+        """What the server is doing now, as a plain dict (see gkit.stats).
+
+        >>> server = run_server(lambda e, s: [], ip="127.0.0.1", port=0)
+        >>> server.stats()["connections_open"], server.stats()["status"]
+        (0, 'running')
+        >>> server.stop()
+        """
+        return snapshot(self)
+
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, close idle connections, let in-flight requests finish
         for up to ``timeout`` seconds, then close every connection."""

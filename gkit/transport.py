@@ -135,6 +135,10 @@ class Host(Protocol):
 
     def untrack(self, conn: Conn) -> None: ...
 
+    @property
+    def counters(self) -> Any:
+        """The server's ``stats.Counters`` (bytes each way, refusals)."""
+
     def request_started(self, conn: Conn) -> None: ...
 
     def request_ended(self, conn: Conn) -> None: ...

@@ -22,6 +22,7 @@ class WebSocketChannel(Channel):
     """A channel over an accepted WebSocket."""
 
     is_websocket = True
+    kind = "websocket"
 
     def __init__(self, transport: Transport, request: Request, client: str,
                  session: WsSession) -> None:

@@ -27,6 +27,7 @@ from .config import Config
 from .connection import Connection
 from .errors import ProtocolError
 from .state import Exchange, Outcome
+from .stats import Counters
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
 from .proto.origin import refused_origin
@@ -134,9 +135,11 @@ class Dispatch:
     """
 
     def __init__(self, app: Callable[..., Any], config: Config, *, port: int,
-                 server_name: str, multiprocess: bool = False) -> None:
+                 server_name: str, multiprocess: bool = False,
+                 counters: Optional[Counters] = None) -> None:
         self.app = app
         self.config = config
+        self.counters = counters if counters is not None else Counters()
         self._date = formatdate(time.time(), usegmt=True)
         self._heads: Dict[Any, ResponseHead] = {}
         self.access_hook: accesslog.Hook = None  # gets every request's AccessRecord
@@ -192,6 +195,7 @@ class Dispatch:
                 if len(self._heads) >= HEAD_MEMO:
                     self._heads.clear()
                 self._heads[key] = head
+        self.counters.by_class[head.status_code // 100] += 1
         return head
 
     def answer(self, conn: Connection, req: Request, status: str, reason: str) -> None:
@@ -352,6 +356,7 @@ def _write_result(conn: Connection, ex: Exchange, writer: ResponseWriter,
             if writer.head is not None and writer.head.mode == LENGTH:
                 count = min(count, writer.head.length or 0)
             writer.sent = sendfile_all(conn.fileno, fd, offset, count, conn.wait_writable)
+            writer.dispatch.counters.bytes_out += writer.sent
             writer.finish()
             return
     watch = GoneWatch(conn, ex) if conn.raw is not None else None
