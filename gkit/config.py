@@ -78,6 +78,9 @@ class Config:
     access_log_format: str = _opt(
         "combined", "access log lines: combined (Apache's, plus seconds taken) or json "
                     "(one object per line, typed fields)")
+    metrics_bind: Optional[str] = _opt(
+        None, "HOST:PORT of a separate listener answering Prometheus metrics (never the app's "
+              "port; needs gkit[metrics]); 'none' = off", metavar="HOST:PORT")
     backlog: int = _opt(1024, "listen backlog")
     reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
     ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
@@ -127,6 +130,8 @@ class Config:
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds, "
                                   f"or None for off")
+        if self.metrics_bind is not None:
+            self._check_metrics_bind()
         # _ssl._SSLContext is the base of the stdlib's and gevent's SSLContext,
         # so a context made before or after monkey-patching is accepted.
         if self.ssl_context is not None and not isinstance(self.ssl_context, _ssl._SSLContext):
@@ -151,6 +156,19 @@ class Config:
                                parse_allowed_origins(self.ws_allowed_origins))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def _check_metrics_bind(self) -> None:
+        from .listen import BindError, parse_bind
+        try:
+            where = parse_bind(self.metrics_bind or "")
+        except BindError as exc:
+            raise ConfigError(str(exc).replace("--bind", "metrics_bind")) from None
+        if where.kind != "tcp" or where.port is None:
+            raise ConfigError(f"metrics_bind={self.metrics_bind!r}: give HOST:PORT "
+                              f"(e.g. 127.0.0.1:9100)")
+        if where.port and where.port == self.port and where.host == self.ip:
+            raise ConfigError(f"metrics_bind={self.metrics_bind!r} is the app's own address: "
+                              f"give the metrics another port")
 
     @property
     def max_head(self) -> int:

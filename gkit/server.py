@@ -174,6 +174,7 @@ class Server:
         self._quiet.set()
         self._stopped = Event()
         self._clock: Any = None
+        self.metrics: Any = None  # the metrics_bind listener (gkit.metrics)
         self._accepting = True
         if listeners is None:
             bind = Bind("tcp", host=config.ip.strip("[]"), port=config.port)
@@ -192,6 +193,9 @@ class Server:
                                    multiprocess=multiprocess, counters=self.counters)
 
     def start(self) -> "Server":
+        if self.config.metrics_bind and self.metrics is None:
+            from .metrics import serve_for
+            self.metrics = serve_for(self)
         for acc in self._acceptors:
             acc.start()
         self.status = "running"
@@ -343,6 +347,8 @@ class Server:
         if self.config.block_warn is not None:
             from .blockwarn import unwatch
             unwatch(self)
+        if self.metrics is not None:
+            self.metrics.close()
         self.status = "stopped"
         self._stopped.set()
 
