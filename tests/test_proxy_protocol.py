@@ -26,6 +26,8 @@ from helpers import RawConn, request
 
 from gkit.proto.proxy_protocol import V2_SIGNATURE
 
+from test_tls import certs  # noqa: F401  (the fixture: a self-signed certificate)
+
 
 def whoami(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
     body = f"{environ['REMOTE_ADDR']} {environ['REMOTE_PORT']}".encode()
@@ -140,6 +142,22 @@ def test_peer_closing_before_a_header_is_not_logged(serve: Any, error_log: Any) 
         conn.send(b"PROXY TCP4 192.0.2.7 198.51.100.1 1 2\r\n" + request())
         assert conn.read_response().body == b"192.0.2.7 1"
     assert error_log == []
+
+
+def test_header_before_tls(serve: Any, certs: Dict[str, str]) -> None:
+    # A TCP load balancer passing TLS through sends the header, then the
+    # client's TLS bytes: gkit reads the header before the handshake.
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs["cert"], certs["key"])
+    server = serve(whoami, proxy_protocol=True, ssl_context=context)
+    client = ssl.create_default_context(cafile=certs["cert"])
+    raw = helpers.connect(server.port)
+    raw.sendall(b"PROXY TCP4 192.0.2.99 198.51.100.1 6000 443\r\n")
+    with client.wrap_socket(raw, server_hostname="localhost") as tls:
+        with _Adopted(tls) as conn:
+            assert three_requests(conn) == [b"192.0.2.99 6000"] * 3
 
 
 # -- through a real HAProxy ------------------------------------------------------------------
