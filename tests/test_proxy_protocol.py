@@ -24,9 +24,10 @@ import helpers
 import pytest
 from helpers import RawConn, request
 
+import test_tls
 from gkit.proto.proxy_protocol import V2_SIGNATURE
 
-from test_tls import certs  # noqa: F401  (the fixture: a self-signed certificate)
+tls_certs = test_tls.certs  # a fixture: a self-signed certificate (paths)
 
 
 def whoami(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
@@ -144,15 +145,15 @@ def test_peer_closing_before_a_header_is_not_logged(serve: Any, error_log: Any) 
     assert error_log == []
 
 
-def test_header_before_tls(serve: Any, certs: Dict[str, str]) -> None:
+def test_header_before_tls(serve: Any, tls_certs: Dict[str, str]) -> None:
     # A TCP load balancer passing TLS through sends the header, then the
     # client's TLS bytes: gkit reads the header before the handshake.
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certs["cert"], certs["key"])
+    context.load_cert_chain(tls_certs["cert"], tls_certs["key"])
     server = serve(whoami, proxy_protocol=True, ssl_context=context)
-    client = ssl.create_default_context(cafile=certs["cert"])
+    client = ssl.create_default_context(cafile=tls_certs["cert"])
     raw = helpers.connect(server.port)
     raw.sendall(b"PROXY TCP4 192.0.2.99 198.51.100.1 6000 443\r\n")
     with client.wrap_socket(raw, server_hostname="localhost") as tls:
