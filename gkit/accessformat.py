@@ -10,7 +10,7 @@ string, so nothing a client sends can add or change a field.
 >>> rec = AccessRecord("192.0.2.7", 51000, "GET", b"/a?b=1", "1.1",
 ...                    [(b"User-Agent", b'curl "x"')], 200, 5, 0.0012, when=0.0)
 >>> print(json_line(rec))
-{"time": "1970-01-01T00:00:00.000000+00:00", "remote_addr": "192.0.2.7", "remote_port": 51000, \
+{"event": "request", "time": "1970-01-01T00:00:00.000000+00:00", "remote_addr": "192.0.2.7", "remote_port": 51000, \
 "method": "GET", "target": "/a?b=1", "protocol": "HTTP/1.1", "status": 200, "bytes": 5, \
 "duration": 0.0012, "referer": null, "user_agent": "curl \\"x\\""}
 """
@@ -68,7 +68,8 @@ def json_line(rec: AccessRecord) -> str:
     """One JSON object: time (ISO 8601, UTC), remote_addr, remote_port, method,
     target, protocol, status, bytes, duration (seconds), referer, user_agent."""
     return json.dumps({
-        "time": datetime.fromtimestamp(rec.when, timezone.utc).isoformat(timespec="microseconds"),
+        "event": "request",
+        "time": _iso(rec.when),
         "remote_addr": rec.client or None,
         "remote_port": rec.port or None,
         "method": rec.method,
@@ -82,4 +83,68 @@ def json_line(rec: AccessRecord) -> str:
     })
 
 
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="microseconds")
+
+
+class ChannelRecord:
+    """One channel's life, logged when it ends: its request, its ``kind``
+    (``websocket``, ``long_poll``, ``http_stream``, ``sse``), the close
+    status passed to ``on_close``, seconds open, and messages and bytes each
+    way (``_in``: from the client; ``_out``: to it)."""
+
+    __slots__ = ("request", "kind", "status", "duration", "messages_in", "messages_out",
+                 "bytes_in", "bytes_out")
+
+    def __init__(self, request: AccessRecord, kind: str, status: str, duration: float,
+                 messages_in: int, messages_out: int, bytes_in: int, bytes_out: int) -> None:
+        self.request = request
+        self.kind = kind
+        self.status = status
+        self.duration = duration
+        self.messages_in = messages_in
+        self.messages_out = messages_out
+        self.bytes_in = bytes_in
+        self.bytes_out = bytes_out
+
+
+def channel_combined(rec: ChannelRecord) -> str:
+    """The combined line's first fields, then ``channel-end`` and key=value pairs.
+
+    >>> req = AccessRecord("192.0.2.7", 1, "GET", b"/ws", "1.1", [], 101, None, 0, when=0.0)
+    >>> line = channel_combined(ChannelRecord(req, "websocket", "normal", 2.5, 3, 4, 30, 40))
+    >>> line[line.index('"'):]
+    '"GET /ws HTTP/1.1" channel-end kind=websocket status=normal duration=2.500000 \
+messages_in=3 messages_out=4 bytes_in=30 bytes_out=40'
+    """
+    req = rec.request
+    when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(req.when))
+    line = f"{req.method} {req.target.decode('latin-1')} HTTP/{req.version}"
+    return (f'{req.client or "-"} - - [{when}] "{line}" channel-end kind={rec.kind} '
+            f'status={rec.status} duration={rec.duration:.6f} messages_in={rec.messages_in} '
+            f'messages_out={rec.messages_out} bytes_in={rec.bytes_in} bytes_out={rec.bytes_out}')
+
+
+def channel_json(rec: ChannelRecord) -> str:
+    """One JSON object with ``"event": "channel_end"``."""
+    req = rec.request
+    return json.dumps({
+        "event": "channel_end",
+        "time": _iso(req.when),
+        "remote_addr": req.client or None,
+        "remote_port": req.port or None,
+        "method": req.method,
+        "target": req.target.decode("latin-1"),
+        "protocol": f"HTTP/{req.version}",
+        "kind": rec.kind,
+        "close_status": rec.status,
+        "duration": round(rec.duration, 6),
+        "messages_in": rec.messages_in,
+        "messages_out": rec.messages_out,
+        "bytes_in": rec.bytes_in,
+        "bytes_out": rec.bytes_out,
+    })
+
+
 FORMATTERS = {"combined": combined, "json": json_line}
+CHANNEL_FORMATTERS = {"combined": channel_combined, "json": channel_json}

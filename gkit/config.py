@@ -78,6 +78,9 @@ class Config:
     access_log_format: str = _opt(
         "combined", "access log lines: combined (Apache's, plus seconds taken) or json "
                     "(one object per line, typed fields)")
+    health_path: Optional[str] = _opt(
+        None, "a path gkit answers itself, before the worker pool: 200 while running, 503 once "
+              "stop() began (for load balancer health checks); 'none' = off", metavar="PATH")
     metrics_bind: Optional[str] = _opt(
         None, "HOST:PORT of a separate listener answering Prometheus metrics (never the app's "
               "port; needs gkit[metrics]); 'none' = off", metavar="HOST:PORT")
@@ -132,6 +135,10 @@ class Config:
                                   f"or None for off")
         if self.metrics_bind is not None:
             self._check_metrics_bind()
+        if self.health_path is not None and (not self.health_path.startswith("/")
+                                             or any(c in self.health_path for c in " ?#")):
+            raise ConfigError(f"health_path={self.health_path!r}: give a path starting with / "
+                              f"(no spaces, query or fragment), e.g. /healthz")
         # _ssl._SSLContext is the base of the stdlib's and gevent's SSLContext,
         # so a context made before or after monkey-patching is accepted.
         if self.ssl_context is not None and not isinstance(self.ssl_context, _ssl._SSLContext):

@@ -16,7 +16,7 @@ from wshelpers import TEXT, RawWs
 
 from gkit import async_response, schedule_task, with_channel
 
-FIELDS = ["time", "remote_addr", "remote_port", "method", "target", "protocol", "status",
+FIELDS = ["event", "time", "remote_addr", "remote_port", "method", "target", "protocol", "status",
           "bytes", "duration", "referer", "user_agent"]
 
 
@@ -75,7 +75,7 @@ def test_json_lines_have_typed_fields(serve: Any, access_lines: List[str]) -> No
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", first["time"])
     assert isinstance(first["duration"], float) and 0 <= first["duration"] < 5
     del first["time"], first["duration"]
-    assert first == {"remote_addr": "127.0.0.1", "remote_port": port, "method": "GET",
+    assert first == {"event": "request", "remote_addr": "127.0.0.1", "remote_port": port, "method": "GET",
                      "target": "/a?b=%22c", "protocol": "HTTP/1.1", "status": 200, "bytes": 5,
                      "referer": "/from", "user_agent": "test/1"}
     assert (second["method"], second["protocol"], second["status"], second["bytes"],
