@@ -9,10 +9,12 @@ string, so nothing a client sends can add or change a field.
 
 >>> rec = AccessRecord("192.0.2.7", 51000, "GET", b"/a?b=1", "1.1",
 ...                    [(b"User-Agent", b'curl "x"')], 200, 5, 0.0012, when=0.0)
->>> print(json_line(rec))
-{"event": "request", "time": "1970-01-01T00:00:00.000000+00:00", "remote_addr": "192.0.2.7", "remote_port": 51000, \
-"method": "GET", "target": "/a?b=1", "protocol": "HTTP/1.1", "status": 200, "bytes": 5, \
-"duration": 0.0012, "referer": null, "user_agent": "curl \\"x\\""}
+>>> line = json_line(rec)
+>>> line[:93]
+'{"event": "request", "time": "1970-01-01T00:00:00.000000+00:00", "remote_addr": "192.0.2.7", '
+>>> print(line[93:])
+"remote_port": 51000, "method": "GET", "target": "/a?b=1", "protocol": "HTTP/1.1", "status": 200, \
+"bytes": 5, "duration": 0.0012, "referer": null, "user_agent": "curl \\"x\\""}
 """
 from __future__ import annotations
 
