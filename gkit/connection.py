@@ -47,6 +47,8 @@ BUF = 65536
 DRAIN_LIMIT = 65536  # unread body bytes read and dropped to keep a connection alive
 TLS_PIECE = 16384  # bytes per TLS sendall (one record): its deadline becomes one on progress
 
+HEALTH_HEADERS = (("Content-Type", "text/plain"), ("Cache-Control", "no-store"))
+
 # Why a connection is parked: deciding which deadline applies.
 PARK_IDLE = 1      # between requests: idle_timeout
 PARK_HEAD = 2      # a request head is half in: header_timeout
@@ -631,6 +633,9 @@ class Connection:
     def _dispatch(self, req: Request) -> bool:
         """Run the app for one request; True when the loop goes on."""
         host = self.host
+        health = host.config.health_path
+        if health is not None and req.target.split(b"?", 1)[0] == health.encode("latin-1"):
+            return self._answer_health(req)
         pool: WorkerPool = host.pool
         try:
             worker = pool.acquire()
@@ -662,6 +667,29 @@ class Connection:
             return True
         self.linger_close() if req.has_body else self.close()
         return False
+
+    def _answer_health(self, req: Request) -> bool:
+        """The health_path, answered here, before the worker pool: 200 while
+        the server runs, 503 once it stops. Not access-logged (probes come
+        every few seconds)."""
+        running = self.host.status == "running"
+        body = b"ok\n" if running else b"stopping\n"
+        keep = req.keep_alive and not self.closing and not req.has_body
+        head = self.response_head("200 OK" if running else "503 Service Unavailable",
+                                  HEALTH_HEADERS, req, keep, len(body))
+        self.send(head.data + (body if req.method != "HEAD" else b""))
+        self.head_since = 0.0
+        if head.keep_alive and self.parser.next_event() is END:  # a bodiless request's end
+            self.parser.start_next_cycle()
+            return True
+        self.linger_close() if req.has_body else self.close()
+        return False
+
+    def serve_one(self) -> None:
+        """Accepted while the server stops (health_path keeps the listener
+        open during a graceful stop): serve one request, then close."""
+        self.closing = True
+        self._drain = True
 
     def _release_slot(self, ex: Exchange) -> None:
         worker = ex.worker

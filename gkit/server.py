@@ -229,7 +229,7 @@ class Server:
         return self.dispatcher.date()
 
     def _accept(self, sock: socket.socket, addr: Any) -> None:
-        if self.status != "running":
+        if self.status != "running" and not (self.status == "stopping" and self._accepting):
             sock.close()
             return
         context = self.config.ssl_context
@@ -237,7 +237,11 @@ class Server:
         if context is not None and not self.config.proxy_protocol:  # else after the header
             from .tls import wrap_server_side
             sock = wrap_server_side(sock, context)
-        Connection(self, sock, addr, secure).start()
+        conn = Connection(self, sock, addr, secure)
+        if self.status == "stopping":  # a graceful stop with a health path: see stop()
+            conn.serve_one()
+            self.draining.add(conn)
+        conn.start()
 
     def out_of_fds(self) -> None:
         """accept() failed for want of file descriptors: one gkit.error line
@@ -322,9 +326,12 @@ class Server:
                 self._stopped.wait()
             return
         self.status = "stopping"
-        self.stop_accepting()
-        for acc in self._acceptors:
-            acc.close()
+        # With a health path, a graceful stop keeps accepting while it waits:
+        # probes get 503 and turn the load balancer away before the listener
+        # closes; what still comes is served, one request per connection.
+        keep_listening = bool(timeout) and self.config.health_path is not None
+        if not keep_listening:
+            self._close_listeners()
         for conn in list(self.connections):
             # A request may have reached a parked connection not yet woken
             # for it: such a one stays to serve it (with Connection: close);
@@ -334,6 +341,8 @@ class Server:
         if timeout and (self.busy or self.draining):
             self._quiet.clear()
             self._quiet.wait(timeout)
+        if keep_listening:
+            self._close_listeners()
         for conn in list(self.connections):
             # Channels get on_close("server-close"); closing the socket wakes
             # a greenlet blocked on it with an error, so every connection
@@ -351,6 +360,11 @@ class Server:
             self.metrics.close()
         self.status = "stopped"
         self._stopped.set()
+
+    def _close_listeners(self) -> None:
+        self.stop_accepting()
+        for acc in self._acceptors:
+            acc.close()
 
     def __call__(self, timeout: Optional[float] = None) -> None:
         """``server(timeout=...)``: http-kit's stop function."""

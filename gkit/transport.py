@@ -109,6 +109,10 @@ class Host(Protocol):
     def config(self) -> Config: ...
 
     @property
+    def status(self) -> str:
+        """"running", "stopping" or "stopped"."""
+
+    @property
     def engine(self) -> str: ...
 
     @property
