@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-from .accessformat import FORMATTERS, AccessRecord
+from .accessformat import CHANNEL_FORMATTERS, FORMATTERS, AccessRecord, ChannelRecord
 from .proto.h1 import Request
 
 access_log = logging.getLogger("gkit.access")
@@ -40,3 +40,15 @@ def log_request(client: str, addr: Tuple[str, int], req: Request, status: int,
             hook(rec)
         except Exception:
             error_log.exception("error in the access hook %r", hook)
+
+
+def log_channel_end(client: str, addr: Tuple[str, int], req: Request, kind: str, status: str,
+                    duration: float, messages_in: int, messages_out: int, bytes_in: int,
+                    bytes_out: int, *, fmt: str = "combined") -> None:
+    """The line of a channel (WebSocket, long poll, stream, SSE) that ended
+    with close ``status``: its duration, and messages and bytes each way."""
+    port = addr[1] if client == addr[0] else 0
+    rec = AccessRecord(client or "", port, req.method, req.target, req.version, req.headers,
+                       0, None, duration)
+    access_log.info("%s", CHANNEL_FORMATTERS[fmt](ChannelRecord(
+        rec, kind, status, duration, messages_in, messages_out, bytes_in, bytes_out)))

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Dict, Iterator, List
+import time
+from typing import Any, Callable, Dict, Iterator, List
 
+import gevent
 import pytest
 from helpers import RawConn, request
-from wshelpers import TEXT, RawWs
+from wshelpers import CLOSE, TEXT, RawWs, frame
 
 from gkit import async_response, schedule_task, with_channel
 
@@ -30,8 +32,22 @@ def app(environ: Dict[str, Any], start_response: Any) -> Any:
         respond = async_response(environ)
         schedule_task(0.05, respond, {"status": 202, "body": "polled"})
         return []
+    if path == "/stream":
+        ch = with_channel(environ)
+        ch.send("one", close_after_send=False)
+        ch.send("two", close_after_send=False)
+        schedule_task(0.01, ch.send, "three", True)
+        return ch
     start_response("200 OK", [("Content-Type", "text/plain"), ("X-Out", "yes")])
     return [b"hello"]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> None:
+    """Poll ``check`` (bounded): a channel's line comes when the server saw the end."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        gevent.sleep(0.002)
 
 
 @pytest.fixture
@@ -114,9 +130,70 @@ def test_json_lines_for_websocket_and_long_poll(serve: Any, access_lines: List[s
     with RawConn(server.port) as conn:
         conn.send(request(target="/poll"))
         assert conn.read_response().body == b"polled"
-    entries = [json.loads(line) for line in access_lines]
-    assert [(e["target"], e["status"]) for e in entries][:2] == [("/ws", 101), ("/poll", 202)]
+    entries = [e for e in map(json.loads, access_lines) if e["event"] == "request"]
+    assert [(e["target"], e["status"]) for e in entries] == [("/ws", 101), ("/poll", 202)]
     assert entries[1]["bytes"] == 6
+
+
+CHANNEL_FIELDS = ["event", "time", "remote_addr", "remote_port", "method", "target", "protocol",
+                  "kind", "close_status", "duration", "messages_in", "messages_out", "bytes_in",
+                  "bytes_out"]
+
+
+def _ends(lines: List[str]) -> List[Dict[str, Any]]:
+    return [e for e in map(json.loads, lines) if e["event"] == "channel_end"]
+
+
+def test_channel_end_line_of_a_websocket(serve: Any, access_lines: List[str]) -> None:
+    server = serve(app, access_log_format="json", ws_deflate=False)
+    frames = [frame(TEXT, b"hi"), frame(TEXT, b"you"), frame(CLOSE, b"\x03\xe8")]
+    with RawWs(server.port, "/ws") as ws:
+        ws.send(frames[0] + frames[1])
+        assert ws.recv_message() == (TEXT, b"hi")
+        assert ws.recv_message() == (TEXT, b"you")
+        ws.send(frames[2])
+        reply = ws.recv_frame()
+        assert reply.opcode == CLOSE
+        wire_out = len(ws.head) + 4 + (2 + 2) + (2 + 3) + (2 + len(reply.payload))
+    wait_for(lambda: _ends(access_lines))
+    (end,) = _ends(access_lines)
+    assert list(end) == CHANNEL_FIELDS
+    assert isinstance(end["duration"], float) and 0 <= end["duration"] < 5
+    del end["time"], end["duration"], end["remote_port"]
+    assert end == {"event": "channel_end", "remote_addr": "127.0.0.1", "method": "GET",
+                   "target": "/ws", "protocol": "HTTP/1.1", "kind": "websocket",
+                   "close_status": "normal", "messages_in": 2, "messages_out": 2,
+                   "bytes_in": sum(map(len, frames)), "bytes_out": wire_out}
+
+
+def test_channel_end_lines_of_a_long_poll_and_a_stream(serve: Any,
+                                                       access_lines: List[str]) -> None:
+    server = serve(app, access_log_format="json")
+    with RawConn(server.port) as conn:
+        conn.send(request(target="/poll"))
+        poll = conn.read_response()
+        conn.send(request(target="/stream"))
+        stream = conn.read_response()
+    assert (poll.body, stream.body) == (b"polled", b"onetwothree")
+    wait_for(lambda: len(_ends(access_lines)) == 2)
+    ends = _ends(access_lines)
+    assert [(e["target"], e["kind"], e["close_status"], e["messages_in"], e["messages_out"],
+             e["bytes_in"], e["bytes_out"]) for e in ends] == [
+        ("/poll", "long_poll", "server-close", 0, 1, 0, len(poll.raw)),
+        ("/stream", "http_stream", "server-close", 0, 3, 0, len(stream.raw))]
+    assert ends[0]["duration"] >= 0.04  # answered by a timer after 0.05 s
+
+
+def test_channel_end_line_combined(serve: Any, access_lines: List[str]) -> None:
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request(target="/poll"))
+        assert conn.read_response().body == b"polled"
+    wait_for(lambda: any("channel-end" in line for line in access_lines))
+    (line,) = [line for line in access_lines if "channel-end" in line]
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[[^]]+\] "GET /poll HTTP/1\.1" channel-end '
+                        r'kind=long_poll status=server-close duration=\d+\.\d{6} messages_in=0 '
+                        r'messages_out=1 bytes_in=0 bytes_out=\d+', line), line
 
 
 def test_combined_stays_the_default(serve: Any, access_lines: List[str]) -> None:
