@@ -14,6 +14,9 @@ from .accessformat import CHANNEL_FORMATTERS, FORMATTERS, AccessRecord, ChannelR
 from .proto.h1 import Request
 
 access_log = logging.getLogger("gkit.access")
+# Channel-end lines: a child of gkit.access (so they go where access lines go),
+# named apart so that the gunicorn worker can route them alone.
+channel_log = logging.getLogger("gkit.access.channel")
 error_log = logging.getLogger("gkit.error")
 
 Hook = Optional[Callable[[AccessRecord], Any]]
@@ -50,5 +53,5 @@ def log_channel_end(client: str, addr: Tuple[str, int], req: Request, kind: str,
     port = addr[1] if client == addr[0] else 0
     rec = AccessRecord(client or "", port, req.method, req.target, req.version, req.headers,
                        0, None, duration)
-    access_log.info("%s", CHANNEL_FORMATTERS[fmt](ChannelRecord(
+    channel_log.info("%s", CHANNEL_FORMATTERS[fmt](ChannelRecord(
         rec, kind, status, duration, messages_in, messages_out, bytes_in, bytes_out)))

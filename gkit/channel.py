@@ -241,7 +241,7 @@ class Channel(abc.ABC):
             self._call(fn, status)
 
     def _log_end(self, status: str) -> None:
-        if accesslog.access_log.isEnabledFor(logging.INFO):
+        if accesslog.channel_log.isEnabledFor(logging.INFO):
             conn = self._conn
             accesslog.log_channel_end(
                 self._client, conn.addr, self._request, self.kind, status,

@@ -75,7 +75,9 @@ gunicorn setting               in the gkit worker
                                ``gunicorn.request.duration``) and custom
                                logger classes work. ``environ`` holds the
                                CGI variables and ``HTTP_*`` headers of the
-                               request (not what the app added).
+                               request (not what the app added). The line
+                               gkit writes when a channel ends (WebSocket, long
+                               poll, stream) goes to the access log as well.
 ``errorlog``, ``loglevel``     the ``gkit`` logger writes to gunicorn's error
                                log handlers (unless it has handlers of its own).
 ``proxy_protocol``,            ``proxy_protocol`` (v1 and v2 are both accepted
@@ -394,10 +396,18 @@ def _route_logs(glog: Any) -> None:
     """Send gkit's error logger to gunicorn's handlers, unless the user
     configured it (e.g. with --log-config-dict). Access lines are written by
     gunicorn's ``log.access()`` (:meth:`Worker.access`), so gkit's own
-    ``gkit.access`` line is off unless the user gave that logger handlers."""
+    ``gkit.access`` line is off unless the user gave that logger handlers;
+    channel-end lines (``gkit.access.channel``) go to gunicorn's access log."""
     access = logging.getLogger("gkit.access")
     if not access.handlers:
         access.setLevel(logging.WARNING)
+        # Channel-end lines have no gunicorn equivalent: they go to gunicorn's
+        # access log as they are, when it has one.
+        gaccess = getattr(glog, "access_log", None)
+        if getattr(glog, "access_log_enabled", True) and gaccess is not None \
+                and gaccess.handlers:
+            _share_handlers(logging.getLogger("gkit.access.channel"), gaccess.handlers,
+                            logging.INFO)
     main = logging.getLogger("gkit")
     gerror = getattr(glog, "error_log", None)
     if not main.handlers and gerror is not None and gerror.handlers:

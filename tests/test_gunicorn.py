@@ -398,10 +398,13 @@ def test_access_logformat_atoms(instance, tmp_path):
     ws = websocket.create_connection(f"ws://127.0.0.1:{g.port}/ws", timeout=5)
     ws.close()
     assert g.stop() == 0
-    lines = access.read_text().splitlines()[1:]  # after wait_serving()'s request
+    lines = [line for line in access.read_text().splitlines()[1:]  # after wait_serving()'s
+             if "channel-end" not in line]
     assert re.fullmatch(r"127\.0\.0\.1\|200\|16\|GET\|/hello\|x=%41\|HTTP/1\.1\|fmt-test\|"
                         r"text/plain\|\d+\.\d{6}", lines[0]), lines
     assert lines[1].startswith("127.0.0.1|101|"), lines
+    ends = [line for line in access.read_text().splitlines() if "channel-end" in line]
+    assert len(ends) == 1 and '"GET /ws HTTP/1.1" channel-end kind=websocket ' in ends[0], ends
 
 
 def _statsd_packets(sock: socket.socket, want: Dict[str, int], timeout: float = 10.0
