@@ -307,7 +307,7 @@ class Server:
         if self.busy <= 0 and not self.draining:
             self._quiet.set()
 
-    # -- stop --------------------------------------------------------------------
+    # -- seeing inside ---------------------------------------------------------------
     def stats(self) -> Dict[str, Any]:
         """What the server is doing now, as a plain dict (see gkit.stats).
 
@@ -318,6 +318,7 @@ class Server:
         """
         return snapshot(self)
 
+    # -- stop --------------------------------------------------------------------
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, close idle connections, let in-flight requests finish
         for up to ``timeout`` seconds, then close every connection."""
