@@ -79,7 +79,7 @@ def snapshot(server: Any) -> Dict[str, Any]:
             channels[kind] = channels.get(kind, 0) + 1
     pool = server.pool
     deadlines = server.deadlines
-    hub = getattr(server, "broadcast_hub", None)
+    hub = getattr(server, "pubsub", None)  # gkit.hub's Hub, when the server opened one
     return {
         "status": server.status,
         "connections_open": len(server.connections),
@@ -94,8 +94,27 @@ def snapshot(server: Any) -> Dict[str, Any]:
         "refused_total": {str(s): n for s, n in counters.refused.items()},
         "bytes_received_total": counters.bytes_in,
         "bytes_sent_total": counters.bytes_out,
-        "hub": hub.stats() if hub is not None and hasattr(hub, "stats") else None,
+        "hub": hub_stats(hub) if hub is not None else None,
     }
+
+
+def hub_stats(hub: Any) -> Dict[str, Any]:
+    """What the broadcast hub says of itself: its own ``stats()`` if it has
+    one, else its engine, whether it is connected, its topics and their
+    subscribers (read through its public methods)."""
+    own = getattr(hub, "stats", None)
+    if callable(own):
+        return dict(own())
+    out: Dict[str, Any] = {"engine": getattr(hub, "scheme", None)}
+    if hasattr(hub, "connected"):
+        out["connected"] = int(bool(hub.connected() if callable(hub.connected)
+                                    else hub.connected))
+    if hasattr(hub, "topics"):
+        topics = list(hub.topics())
+        out["topics"] = len(topics)
+        if hasattr(hub, "subscribers"):
+            out["subscribers"] = sum(hub.subscribers(t) for t in topics)
+    return out
 
 
 def flatten(stats: Dict[str, Any]) -> List[int]:

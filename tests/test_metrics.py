@@ -134,3 +134,14 @@ def test_cli_metrics_bind_errors(gkit: Any) -> None:
     assert proc.wait() == 2
     assert re.search(r"gkit: error: metrics_bind 'nonsense:x': the port must be an integer",
                      proc.stderr), proc.stderr
+
+
+def test_hub_gauges() -> None:
+    from gkit.metrics import exposition
+    from gkit.stats import empty_stats
+
+    stats = dict(empty_stats(), hub={"engine": "redis", "connected": 1, "topics": 2,
+                                     "subscribers": 4})
+    text = exposition(lambda: stats)
+    assert "gkit_hub_topics 2.0" in text and "gkit_hub_subscribers 4.0" in text
+    assert "gkit_hub_connected 1.0" in text and "engine" not in text

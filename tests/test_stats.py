@@ -166,3 +166,26 @@ def test_slow_head_counts_as_408(serve: Any) -> None:
         conn.send(b"GET / HTTP/1.1\r\n")
         assert conn.read_response().status == 408
     assert server.stats()["refused_total"]["408"] == 1
+
+
+class _Hub:
+    """Stands in for gkit.hub's Hub (another branch): its public methods only."""
+
+    scheme = "memory"
+
+    def connected(self) -> bool:
+        return True
+
+    def topics(self) -> list:
+        return ["room:1", "room:2"]
+
+    def subscribers(self, topic: str) -> int:
+        return {"room:1": 3, "room:2": 1}[topic]
+
+
+def test_hub_state_when_a_hub_is_open(serve: Any) -> None:
+    server = serve(make_app(serve))
+    assert server.stats()["hub"] is None
+    server.pubsub = _Hub()
+    assert server.stats()["hub"] == {"engine": "memory", "connected": 1, "topics": 2,
+                                     "subscribers": 4}
