@@ -381,10 +381,18 @@ class HttpChannel(Channel):
         self._keep_alive = False
         self._discard = False   # an unread request body is being dropped: close after
         self._streaming = False  # a send kept the response open (chunked or until close)
+        self._carries: Optional[str] = None  # set by a wrapper: "sse"
 
     @property
     def kind(self) -> str:
+        if self._carries is not None:
+            return self._carries
         return "http_stream" if self._streaming else "long_poll"
+
+    def carries(self, kind: str) -> None:
+        """Name what this response carries (``"sse"``: an event stream), as
+        ``kind`` then reports it to stats and the channel-end log line."""
+        self._carries = kind
 
     def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
         if not self._open:

@@ -189,3 +189,23 @@ def test_hub_state_when_a_hub_is_open(serve: Any) -> None:
     server.pubsub = _Hub()
     assert server.stats()["hub"] == {"engine": "memory", "connected": 1, "topics": 2,
                                      "subscribers": 4}
+
+
+def test_sse_counts_as_sse(serve: Any) -> None:
+    from gkit.sse import sse_channel
+
+    held: Dict[str, Any] = {}
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Any:
+        ch = held["ch"] = sse_channel(environ, heartbeat=None)
+        return ch
+
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(request(target="/events"))
+        conn.read_until(b"\r\n\r\n")
+        stats = until(server, lambda s: s["channels_open"]["sse"] == 1)
+        assert stats["channels_open"] == {"http_stream": 0, "long_poll": 0, "websocket": 0,
+                                          "sse": 1}
+        held["ch"].close()
+        until(server, lambda s: s["channels_open"]["sse"] == 0)
