@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import time
 from collections import deque
 from http import HTTPStatus
 from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple, Union
@@ -110,11 +111,22 @@ class Channel(abc.ABC):
         self.log_from: Optional[float] = None  # set when the access log is on
         self._status_code = 0
         self._sent = 0
+        # For the line logged when the channel ends (see accesslog.log_channel_end):
+        # messages and wire bytes each way, and when it opened.
+        self._opened = time.monotonic()
+        self._msgs_in = self._msgs_out = self._bytes_in = self._bytes_out = 0
 
     # -- public API ----------------------------------------------------------------
     @property
     def is_open(self) -> bool:
         return self._open
+
+    @property
+    @abc.abstractmethod
+    def kind(self) -> str:
+        """What the channel carries, for stats and logs: ``"websocket"``,
+        ``"long_poll"`` (an HTTP channel that sent nothing yet),
+        ``"http_stream"`` (a chunked response under way) or ``"sse"``."""
 
     @property
     def buffered(self) -> int:
@@ -221,11 +233,20 @@ class Channel(abc.ABC):
         if self._status is not None:
             return
         self._status = status
+        self._log_end(status)
         if self._arrived is not None:
             self._arrived.set()
         fn, self._on_close = self._on_close, None
         if fn is not None:
             self._call(fn, status)
+
+    def _log_end(self, status: str) -> None:
+        if accesslog.channel_log.isEnabledFor(logging.INFO):
+            conn = self._conn
+            accesslog.log_channel_end(
+                self._client, conn.addr, self._request, self.kind, status,
+                time.monotonic() - self._opened, self._msgs_in, self._msgs_out,
+                self._bytes_in, self._bytes_out, fmt=conn.config.access_log_format)
 
     # -- writing ---------------------------------------------------------------------
     def _write(self, data: bytes) -> bool:
@@ -233,6 +254,7 @@ class Channel(abc.ABC):
         dropped (the client left, or max_buffered was passed)."""
         if not data:
             return True
+        self._bytes_out += len(data)
         conn = self._conn
         if conn.closed:
             return False
@@ -325,8 +347,10 @@ class Channel(abc.ABC):
 
     def _log(self) -> None:
         if self.log_from is not None:
-            accesslog.log_request(self._client, self._request, self._status_code or 499,
-                                  self._sent, self.log_from)
+            conn = self._conn
+            accesslog.log_request(self._client, conn.addr, self._request,
+                                  self._status_code or 499, self._sent, self.log_from,
+                                  fmt=conn.config.access_log_format, hook=conn.access_hook)
             self.log_from = None
 
     def _overflow(self) -> None:
@@ -356,6 +380,19 @@ class HttpChannel(Channel):
         self._mode: Optional[int] = None   # framing once the head is sent
         self._keep_alive = False
         self._discard = False   # an unread request body is being dropped: close after
+        self._streaming = False  # a send kept the response open (chunked or until close)
+        self._carries: Optional[str] = None  # set by a wrapper: "sse"
+
+    @property
+    def kind(self) -> str:
+        if self._carries is not None:
+            return self._carries
+        return "http_stream" if self._streaming else "long_poll"
+
+    def carries(self, kind: str) -> None:
+        """Name what this response carries (``"sse"``: an event stream), as
+        ``kind`` then reports it to stats and the channel-end log line."""
+        self._carries = kind
 
     def send(self, data: Any, close_after_send: Optional[bool] = None) -> bool:
         if not self._open:
@@ -373,12 +410,14 @@ class HttpChannel(Channel):
             error_log.error("channel send refused: %s", exc)
             self.abort()
             return False
+        self._msgs_out += 1
         if close:
             if self._mode == CHUNKED:
                 out += b"0\r\n\r\n"
             written = self._write(out)
             self._finish("server-close")
             return written
+        self._streaming = True
         return self._write(out)
 
     def _head(self, data: Any, close: bool) -> bytes:

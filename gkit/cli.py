@@ -300,11 +300,13 @@ def announce(listeners: List[Listener], secure: bool) -> None:
 
 
 def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
-          ready: Optional[Callable[[], None]] = None, multiprocess: bool = False) -> int:
+          ready: Optional[Callable[[], None]] = None, multiprocess: bool = False,
+          metrics: Optional[Listener] = None, shared: Any = None) -> int:
     """Monkey-patch, import the app, serve on ``listeners`` until TERM/INT.
 
     ``supervised``: a worker or a --reload child: its parent announced the
-    listeners, and it stops when its parent dies.
+    listeners, and it stops when its parent dies. ``metrics``: the bound
+    --metrics-bind socket; ``shared``: the workers' shared stats.
     """
     from gevent import monkey
     monkey.patch_all()
@@ -324,13 +326,18 @@ def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
         return USAGE_ERROR
     from .server import Server
 
+    import dataclasses
+
     config = plan.config
     if ssl_context is not None:
-        import dataclasses
         config = dataclasses.replace(config, ssl_context=ssl_context)
+    if metrics is not None:  # bound by the parent: the server must not bind it again
+        config = dataclasses.replace(config, metrics_bind=None)
     server = Server(app, config, listeners=[cooperative(lst) for lst in listeners],
                     multiprocess=multiprocess)
     server.start()
+    if metrics is not None:
+        _serve_metrics(server, metrics, shared)
     if not supervised:
         announce(listeners, ssl_context is not None)
     stops = []
@@ -355,7 +362,38 @@ def serve(plan: Plan, listeners: List[Listener], *, supervised: bool = False,
     if ready is not None:
         ready()
     server.join()
+    if shared is not None:  # the last counters, so the totals keep them
+        from .stats import flatten
+        shared.publish(shared.slot, flatten(server.stats()))
     return 0
+
+
+PUBLISH_EVERY = 0.5  # seconds between a worker's stats updates in the shared block
+
+
+def _serve_metrics(server: Any, metrics: Listener, shared: Any) -> None:
+    """Answer --metrics-bind: this server's stats, or with workers every
+    worker's summed (each worker publishes its own twice a second)."""
+    import gevent
+
+    from .metrics import MetricsListener
+    from .stats import flatten
+
+    sock = cooperative(metrics)
+    if shared is None:
+        server.metrics = MetricsListener(sock, server.stats)
+        return
+
+    def total() -> Any:  # this worker's numbers fresh, the others' from the block
+        return shared.total(shared.slot, flatten(server.stats()))
+
+    def publish() -> None:
+        while server.status == "running":
+            shared.publish(shared.slot, flatten(server.stats()))
+            gevent.sleep(PUBLISH_EVERY)
+
+    server.metrics = MetricsListener(sock, total, shared.workers)
+    gevent.spawn(publish)
 
 
 def _stop_when_orphaned(server: Any, parent: int, timeout: float) -> None:
@@ -385,6 +423,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         secure = ssl_context_from(plan.certfile, plan.keyfile) is not None  # checks the files
         setup_logging(plan)
         listeners = bind_all(plan.binds, plan.config)
+        metrics = None
+        if plan.config.metrics_bind and not plan.reload:  # a reloaded child binds its own
+            metrics = _bind_metrics(plan.config, listeners)
     except (UsageError, CertificateError) as exc:
         print(f"gkit: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
@@ -399,11 +440,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if plan.workers > 1:
             from .supervisor import Supervisor
 
+            shared = None
+            if metrics is not None:
+                from .sharedstats import SharedStats
+                shared = SharedStats(plan.workers)
+
             def worker(ready: Callable[[], None]) -> int:
-                return serve(plan, listeners, supervised=True, ready=ready, multiprocess=True)
+                return serve(plan, listeners, supervised=True, ready=ready, multiprocess=True,
+                             metrics=metrics, shared=shared)
             return Supervisor(worker, plan.workers, graceful_timeout=plan.graceful_timeout,
-                              on_boot=lambda: announce(listeners, secure)).run()
-        return serve(plan, listeners)
+                              on_boot=lambda: announce(listeners, secure), shared=shared).run()
+        return serve(plan, listeners, metrics=metrics)
     finally:
-        for lst in listeners:
+        for lst in listeners + ([metrics] if metrics is not None else []):
             lst.close()
+
+
+def _bind_metrics(config: Any, listeners: List[Listener]) -> Listener:
+    """Bind --metrics-bind in the process that binds the app's sockets."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise UsageError("--metrics-bind needs the prometheus_client package: "
+                         "pip install 'gkit[metrics]'") from None
+    where = parse_bind(config.metrics_bind)
+    taken = {lst.sock.getsockname()[1] for lst in listeners if not lst.path}
+    if where.port in taken:
+        raise UsageError(f"--metrics-bind {config.metrics_bind}: port {where.port} serves the "
+                         f"app; give the metrics their own port")
+    lst = bind_all([where], config)[0]
+    log.info("Metrics at: %s/metrics", lst.url())
+    return lst

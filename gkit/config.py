@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .proto.origin import parse_allowed_origins
 
 HTTP_ENGINES = ("auto", "httptools", "h11")
+ACCESS_LOG_FORMATS = ("combined", "json")
 
 
 def _opt(default: Any, help: str, *, cli: bool = True, metavar: Optional[str] = None) -> Any:
@@ -66,10 +67,23 @@ class Config:
     proxy_headers: bool = _opt(
         False, "take REMOTE_ADDR and wsgi.url_scheme from X-Forwarded-For/-Proto of trusted proxies")
     forwarded_allow_ips: Tuple[str, ...] = _opt(
-        ("127.0.0.1", "::1"), "proxies trusted for proxy_headers ('*' trusts every peer)")
+        ("127.0.0.1", "::1"),
+        "proxies trusted for proxy_headers and proxy_protocol ('*' trusts every peer)")
+    proxy_protocol: bool = _opt(
+        False, "read a PROXY protocol header (v1 or v2) at the start of each connection from "
+               "forwarded_allow_ips peers; REMOTE_ADDR is the client it names")
     max_connections: Optional[int] = _opt(
         None, "open connections allowed; at the limit the server stops accepting until one "
               "closes (gunicorn's worker_connections); 'none' = no limit")
+    access_log_format: str = _opt(
+        "combined", "access log lines: combined (Apache's, plus seconds taken) or json "
+                    "(one object per line, typed fields)")
+    health_path: Optional[str] = _opt(
+        None, "a path gkit answers itself, before the worker pool: 200 while running, 503 once "
+              "stop() began (for load balancer health checks); 'none' = off", metavar="PATH")
+    metrics_bind: Optional[str] = _opt(
+        None, "HOST:PORT of a separate listener answering Prometheus metrics (never the app's "
+              "port; needs gkit[metrics]); 'none' = off", metavar="HOST:PORT")
     backlog: int = _opt(1024, "listen backlog")
     reuse_port: bool = _opt(False, "set SO_REUSEPORT on the listening socket")
     ws_deflate: bool = _opt(True, "negotiate permessage-deflate (RFC 7692) when a client offers it")
@@ -94,6 +108,9 @@ class Config:
     def __post_init__(self) -> None:
         if self.http not in HTTP_ENGINES:
             raise ConfigError(f"http={self.http!r}: choose one of {', '.join(HTTP_ENGINES)}")
+        if self.access_log_format not in ACCESS_LOG_FORMATS:
+            raise ConfigError(f"access_log_format={self.access_log_format!r}: choose one of "
+                              f"{', '.join(ACCESS_LOG_FORMATS)}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port={self.port!r}: give an integer from 0 to 65535")
         for name in ("thread", "max_connections", "max_buffered_total"):
@@ -116,6 +133,12 @@ class Config:
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
                 raise ConfigError(f"{name}={value!r}: give a positive number of seconds, "
                                   f"or None for off")
+        if self.metrics_bind is not None:
+            self._check_metrics_bind()
+        if self.health_path is not None and (not self.health_path.startswith("/")
+                                             or any(c in self.health_path for c in " ?#")):
+            raise ConfigError(f"health_path={self.health_path!r}: give a path starting with / "
+                              f"(no spaces, query or fragment), e.g. /healthz")
         # _ssl._SSLContext is the base of the stdlib's and gevent's SSLContext,
         # so a context made before or after monkey-patching is accepted.
         if self.ssl_context is not None and not isinstance(self.ssl_context, _ssl._SSLContext):
@@ -140,6 +163,19 @@ class Config:
                                parse_allowed_origins(self.ws_allowed_origins))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def _check_metrics_bind(self) -> None:
+        from .listen import BindError, parse_bind
+        try:
+            where = parse_bind(self.metrics_bind or "")
+        except BindError as exc:
+            raise ConfigError(str(exc).replace("--bind", "metrics_bind")) from None
+        if where.kind != "tcp" or where.port is None:
+            raise ConfigError(f"metrics_bind={self.metrics_bind!r}: give HOST:PORT "
+                              f"(e.g. 127.0.0.1:9100)")
+        if where.port and where.port == self.port and where.host == self.ip:
+            raise ConfigError(f"metrics_bind={self.metrics_bind!r} is the app's own address: "
+                              f"give the metrics another port")
 
     @property
     def max_head(self) -> int:

@@ -34,6 +34,7 @@ from .pool import PoolFull, WorkerPool
 from .proto.engines import make_parser
 from .proto.h1 import CLOSED, END, NEED_DATA, Request
 from .proto.response import ResponseHead, error_response
+from .proxy_header import ProxyRefused, read_header, refused
 from .transport import DeadlineKeeper, Dispatcher, Host, Transport  # noqa: F401 (re-exported)
 
 __all__ = ["Connection", "ConnectionInfo", "Phase", "MOVES", "IllegalMove", "Exchange",
@@ -45,6 +46,8 @@ error_log = logging.getLogger("gkit.error")
 BUF = 65536
 DRAIN_LIMIT = 65536  # unread body bytes read and dropped to keep a connection alive
 TLS_PIECE = 16384  # bytes per TLS sendall (one record): its deadline becomes one on progress
+
+HEALTH_HEADERS = (("Content-Type", "text/plain"), ("Cache-Control", "no-store"))
 
 # Why a connection is parked: deciding which deadline applies.
 PARK_IDLE = 1      # between requests: idle_timeout
@@ -142,6 +145,10 @@ class Connection:
         return self.host.budget
 
     @property
+    def access_hook(self) -> Any:
+        return self.host.dispatcher.access_hook
+
+    @property
     def info(self) -> ConnectionInfo:
         """The app's view of this connection (made on first use)."""
         info = self._info
@@ -158,7 +165,9 @@ class Connection:
             pass  # a Unix socket
         self.sock.settimeout(self.host.config.idle_timeout)
         self.host.track(self)
-        if self.secure:
+        if self.host.config.proxy_protocol:
+            self.park(PARK_IDLE, self._run_proxied)
+        elif self.secure:
             self.spawn(self._run_tls)
         else:
             self.park(PARK_IDLE, self._run)
@@ -265,6 +274,7 @@ class Connection:
         self.linger_close()
 
     def send_error(self, status: int, reason: str, method: Optional[str] = None) -> None:
+        self.host.counters.refuse(status)
         try:
             self.send(error_response(status, reason, method=method, date=self.host.date(),
                                      server=self.host.config.server_header))
@@ -300,6 +310,7 @@ class Connection:
         client reading slowly but steadily gets everything, one that stops
         reading is cut (``socket.timeout``). While it waits, the worker slot
         is lent out (:meth:`wait_writable`)."""
+        self.host.counters.bytes_out += len(data)
         raw = self.raw
         if raw is None:
             self._send_tls(data)
@@ -371,22 +382,24 @@ class Connection:
         if raw is None:
             return 0
         try:
-            return raw.send(data)  # type: ignore[no-any-return]
+            n: int = raw.send(data)
         except BlockingIOError:
             return 0
+        self.host.counters.bytes_out += n
+        return n
 
     def recv_now(self) -> Optional[bytes]:
         """The bytes waiting now: b"" at EOF or on an error, None when none
         are waiting. On TLS it blocks this greenlet until bytes come."""
         raw = self.raw
         try:
-            if raw is None:
-                return self.sock.recv(BUF)  # type: ignore[no-any-return]
-            return raw.recv(BUF)  # type: ignore[no-any-return]
+            data: bytes = self.sock.recv(BUF) if raw is None else raw.recv(BUF)
         except BlockingIOError:
             return None
         except OSError:
             return b""
+        self.host.counters.bytes_in += len(data)
+        return data
 
     def watch(self, on_readable: Callable[[], Any], tls_reader: bool = False) -> None:
         """Call ``on_readable`` in a greenlet when bytes come, holding no
@@ -486,6 +499,7 @@ class Connection:
                 if not data:
                     raise ProtocolError("the client closed before the end of the request body")
                 ex.body_received += len(data)
+                self.host.counters.bytes_in += len(data)
                 parser.feed(data)
                 continue
             if ev is END:
@@ -538,6 +552,7 @@ class Connection:
                         self._park_between(parser)
                         return
                     readable = len(data) == BUF
+                    self.host.counters.bytes_in += len(data)
                 else:
                     if self.closing and not parser.in_head:
                         self.close()
@@ -564,6 +579,31 @@ class Connection:
         else:
             self.park(PARK_IDLE, self._run)
 
+    def _run_proxied(self) -> None:
+        """Take the PROXY header (option proxy_protocol), then serve HTTP or TLS;
+        the address it names is the client of every request on the connection."""
+        config = self.host.config
+        try:
+            client = read_header(self.sock, self.host.dispatcher.trusts(self.addr[0]),
+                                 config.header_timeout)
+        except EOFError:
+            self.close()
+            return
+        except ProxyRefused as exc:
+            refused(self.addr, exc)
+            self.close()
+            return
+        finally:
+            self.sock.settimeout(config.idle_timeout)
+        if client is not None:
+            self.addr = client  # REMOTE_ADDR/REMOTE_PORT of every request on it
+        if config.ssl_context is not None:  # the server left TLS to us: the header came first
+            from .tls import wrap_server_side
+            self.sock = wrap_server_side(self.sock, config.ssl_context)
+            self._run_tls()
+        else:
+            self._run()
+
     def _run_tls(self) -> None:
         from .tls import handshake
         handshake(self.sock, self.host.config.header_timeout)
@@ -580,17 +620,22 @@ class Connection:
         else:
             self.sock.settimeout(config.idle_timeout)
         try:
-            return self.sock.recv(BUF)  # type: ignore[no-any-return]
+            data: bytes = self.sock.recv(BUF)
         except socket.timeout:
             if in_head:
                 raise ProtocolError("request head not complete in time", 408) from None
             raise
         finally:
             self.sock.settimeout(config.idle_timeout)
+        self.host.counters.bytes_in += len(data)
+        return data
 
     def _dispatch(self, req: Request) -> bool:
         """Run the app for one request; True when the loop goes on."""
         host = self.host
+        health = host.config.health_path
+        if health is not None and req.target.split(b"?", 1)[0] == health.encode("latin-1"):
+            return self._answer_health(req)
         pool: WorkerPool = host.pool
         try:
             worker = pool.acquire()
@@ -622,6 +667,29 @@ class Connection:
             return True
         self.linger_close() if req.has_body else self.close()
         return False
+
+    def _answer_health(self, req: Request) -> bool:
+        """The health_path, answered here, before the worker pool: 200 while
+        the server runs, 503 once it stops. Not access-logged (probes come
+        every few seconds)."""
+        running = self.host.status == "running"
+        body = b"ok\n" if running else b"stopping\n"
+        keep = req.keep_alive and not self.closing and not req.has_body
+        head = self.response_head("200 OK" if running else "503 Service Unavailable",
+                                  HEALTH_HEADERS, req, keep, len(body))
+        self.send(head.data + (body if req.method != "HEAD" else b""))
+        self.head_since = 0.0
+        if head.keep_alive and self.parser.next_event() is END:  # a bodiless request's end
+            self.parser.start_next_cycle()
+            return True
+        self.linger_close() if req.has_body else self.close()
+        return False
+
+    def serve_one(self) -> None:
+        """Accepted while the server stops (health_path keeps the listener
+        open during a graceful stop): serve one request, then close."""
+        self.closing = True
+        self._drain = True
 
     def _release_slot(self, ex: Exchange) -> None:
         worker = ex.worker

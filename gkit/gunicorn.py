@@ -65,11 +65,26 @@ gunicorn setting               in the gkit worker
 ``ciphers``, ``ssl_context``   ``ssl_context(conf, factory)`` hook works);
                                ALPN offers http/1.1 only.
 ``websocket_max_message_size`` ``max_ws`` (0: no limit)
-``accesslog``, ``errorlog``,   the ``gkit.access`` and ``gkit`` loggers write
-``loglevel``                   to gunicorn's access and error log handlers
-                               (unless they have handlers of their own). The
-                               access line is gkit's combined format:
-                               ``access_log_format`` is not applied.
+``accesslog``,                 every request (WebSocket upgrades and long
+``access_log_format``,         polls included) goes to gunicorn's
+``statsd_host``,               ``log.access(resp, req, environ, request_time)``
+``statsd_prefix``,             as in gunicorn's own workers, so
+``dogstatsd_tags``,            ``--access-logformat`` atoms, the statsd
+``logger_class``               request metrics (``gunicorn.requests``,
+                               ``gunicorn.request.status.NNN``,
+                               ``gunicorn.request.duration``) and custom
+                               logger classes work. ``environ`` holds the
+                               CGI variables and ``HTTP_*`` headers of the
+                               request (not what the app added). The line
+                               gkit writes when a channel ends (WebSocket, long
+                               poll, stream) goes to the access log as well.
+``errorlog``, ``loglevel``     the ``gkit`` logger writes to gunicorn's error
+                               log handlers (unless it has handlers of its own).
+``proxy_protocol``,            ``proxy_protocol`` (v1 and v2 are both accepted
+``proxy_allow_ips``            whatever the mode). gkit trusts one list of
+                               peers for PROXY headers and ``X-Forwarded-*``:
+                               ``proxy_allow_ips`` must equal
+                               ``forwarded_allow_ips`` (checked at start).
 (WebSocket upgrades)           as under ``gkit``: ``environ["wsgi.websocket"]``
                                (gevent-websocket's interface on a gkit
                                channel) and ``environ["gunicorn.socket"]``
@@ -77,8 +92,7 @@ gunicorn setting               in the gkit worker
                                socket; ``StopIteration`` is its normal end),
                                so Flask-SocketIO, flask-sock and
                                gevent-websocket apps run unchanged.
-``protocol=uwsgi``,            refused at start: gkit speaks HTTP/1.1.
-``proxy_protocol``
+``protocol=uwsgi``             refused at start: gkit speaks HTTP/1.1.
 ``http_protocols`` with h2     a warning; HTTP/1.1 is served.
 ``sendfile``, ``root_path``,   not used: gkit always serves
 ``limit_request_fields``,      ``wsgi.file_wrapper`` with sendfile, limits a
@@ -99,12 +113,14 @@ are set by overriding :meth:`Worker.gkit_options`::
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import signal
 import socket
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
+from urllib.parse import unquote
 
 from gunicorn.workers import base
 
@@ -134,6 +150,7 @@ def gkit_options(cfg: Any) -> Dict[str, Any]:
         "proxy_headers": bool(cfg.secure_scheme_headers),
         "forwarded_allow_ips": tuple(cfg.forwarded_allow_ips),
         "max_connections": cfg.worker_connections,
+        "proxy_protocol": _proxy_protocol(cfg),
     }
     max_ws = getattr(cfg, "websocket_max_message_size", None)  # gunicorn >= 26.3
     if max_ws is not None:
@@ -141,6 +158,10 @@ def gkit_options(cfg: Any) -> Dict[str, Any]:
     if cfg.is_ssl:
         options["ssl_context"] = tls_context(cfg)
     return options
+
+
+def _proxy_protocol(cfg: Any) -> bool:
+    return getattr(cfg, "proxy_protocol", "off") not in ("off", False, None)
 
 
 def tls_context(cfg: Any) -> Any:
@@ -177,10 +198,11 @@ class Worker(base.Worker):
         if getattr(cfg, "protocol", "http") != "http":
             raise RuntimeError(f"gkit.gunicorn.Worker serves HTTP/1.1 only: "
                                f"drop --protocol {cfg.protocol}")
-        if getattr(cfg, "proxy_protocol", "off") not in ("off", False, None):
-            raise RuntimeError("gkit.gunicorn.Worker does not read the PROXY protocol: "
-                               "drop --proxy-protocol and let the proxy send "
-                               "X-Forwarded-For (trusted via --forwarded-allow-ips)")
+        if _proxy_protocol(cfg) and \
+                sorted(getattr(cfg, "proxy_allow_ips", [])) != sorted(cfg.forwarded_allow_ips):
+            raise RuntimeError("gkit.gunicorn.Worker trusts one list of proxies for PROXY "
+                               "headers and X-Forwarded-*: give --proxy-allow-from the same "
+                               "addresses as --forwarded-allow-ips")
         if "h2" in (getattr(cfg, "http_protocols", None) or ()):
             log.warning("gkit.gunicorn.Worker serves HTTP/1.1 only; "
                         "h2 in http_protocols is ignored")
@@ -226,7 +248,14 @@ class Worker(base.Worker):
         server = Server(app, make_config(**self.gkit_options()), listeners=self.sockets,
                         multiprocess=self.cfg.workers > 1)
         _route_logs(self.log)
+        if _wants_access(self.log):
+            server.access_hook = self.access
         return server
+
+    def access(self, rec: Any) -> None:
+        """Hand one request (a :class:`gkit.accessformat.AccessRecord`) to
+        gunicorn's ``log.access()``, shaped as its own workers call it."""
+        self.log.access(*gunicorn_access_args(rec))
 
     def _count_requests(self, app: Callable[..., Any]) -> Callable[..., Any]:
         def counted(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -300,19 +329,85 @@ def _cooperative(listener: Any, gsocket: Any) -> Any:
     return sock
 
 
+class _Response:
+    """What gunicorn's ``glogging.Logger.atoms()`` and statsd read of a response."""
+
+    __slots__ = ("status", "sent", "headers")
+
+    def __init__(self, status: int, sent: Optional[int], headers: List[Any]) -> None:
+        self.status = status
+        self.sent = sent
+        self.headers = headers
+
+
+class _Request:
+    """What ``atoms()`` reads of a request: ``headers``, (NAME, value) pairs."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: List[Any]) -> None:
+        self.headers = headers
+
+
+def gunicorn_access_args(rec: Any) -> Tuple[Any, Any, Dict[str, Any], datetime.timedelta]:
+    """``(resp, req, environ, request_time)`` for gunicorn's ``log.access()``
+    from gkit's access record.
+
+    >>> from gkit.accessformat import AccessRecord
+    >>> rec = AccessRecord("192.0.2.1", 5000, "GET", b"/a%20b?x=1", "1.1",
+    ...                    [(b"User-Agent", b"t")], 200, 16, 0.25)
+    >>> resp, req, environ, took = gunicorn_access_args(rec)
+    >>> resp.status, resp.sent, req.headers, took.microseconds
+    (200, 16, [('USER-AGENT', 't')], 250000)
+    >>> environ["RAW_URI"], environ["PATH_INFO"], environ["HTTP_USER_AGENT"]
+    ('/a%20b?x=1', '/a b', 't')
+    """
+    target = rec.target.decode("latin-1")
+    path, _, query = target.partition("?")
+    headers = [(k.decode("latin-1").upper(), v.decode("latin-1")) for k, v in rec.headers]
+    environ: Dict[str, Any] = {
+        "REQUEST_METHOD": rec.method, "RAW_URI": target, "PATH_INFO": unquote(path, "latin-1"),
+        "QUERY_STRING": query, "SERVER_PROTOCOL": f"HTTP/{rec.version}",
+        "REMOTE_ADDR": rec.client or "-", "REMOTE_PORT": str(rec.port) if rec.port else "",
+    }
+    for name, value in headers:
+        key = "HTTP_" + name.replace("-", "_")
+        if "_" not in name and key not in environ:  # as gkit's environ: no `_` names
+            environ[key] = value
+    return (_Response(rec.status, rec.length, rec.response_headers), _Request(headers), environ,
+            datetime.timedelta(seconds=rec.duration))
+
+
+def _wants_access(glog: Any) -> bool:
+    """Does gunicorn's logger do anything with ``access()``? Its plain Logger
+    only with an access log; statsd or a custom logger class always."""
+    from gunicorn import glogging
+
+    if type(glog).access is not glogging.Logger.access:
+        return True
+    enabled = getattr(glog, "access_log_enabled", None)
+    if enabled is None:  # gunicorn < 26: enabled when it has somewhere to write
+        gaccess = getattr(glog, "access_log", None)
+        enabled = bool(gaccess is not None and gaccess.handlers)
+    return bool(enabled)
+
+
 def _route_logs(glog: Any) -> None:
-    """Send gkit's loggers to gunicorn's handlers, unless the user configured
-    them (e.g. with --log-config-dict)."""
+    """Send gkit's error logger to gunicorn's handlers, unless the user
+    configured it (e.g. with --log-config-dict). Access lines are written by
+    gunicorn's ``log.access()`` (:meth:`Worker.access`), so gkit's own
+    ``gkit.access`` line is off unless the user gave that logger handlers;
+    channel-end lines (``gkit.access.channel``) go to gunicorn's access log."""
     access = logging.getLogger("gkit.access")
     if not access.handlers:
+        access.setLevel(logging.WARNING)
+        # Channel-end lines have no gunicorn equivalent: they go to gunicorn's
+        # access log as they are, when it has one.
         gaccess = getattr(glog, "access_log", None)
-        enabled = getattr(glog, "access_log_enabled", None)
-        if enabled is None:  # gunicorn < 26: enabled when it has somewhere to write
-            enabled = bool(gaccess is not None and gaccess.handlers)
-        if enabled and gaccess is not None:
-            _share_handlers(access, gaccess.handlers, logging.INFO)
-        else:
-            access.setLevel(logging.WARNING)  # gkit then skips formatting access lines
+        if getattr(glog, "access_log_enabled", True) and gaccess is not None \
+                and gaccess.handlers:
+            _share_handlers(logging.getLogger("gkit.access.channel"), gaccess.handlers,
+                            logging.INFO)
     main = logging.getLogger("gkit")
     gerror = getattr(glog, "error_log", None)
     if not main.handlers and gerror is not None and gerror.handlers:

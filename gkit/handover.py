@@ -68,8 +68,10 @@ def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[C
         return ch, False
     ws = WebSocketChannel(conn, req, ex.client, session)
     conn.hand_over(ws)
-    if accesslog.enabled():
-        accesslog.log_request(ex.client, req, 101, None, time.monotonic())
+    conn.host.counters.response(101)
+    if accesslog.enabled(conn.access_hook):
+        accesslog.log_request(ex.client, conn.addr, req, 101, None, time.monotonic(),
+                              fmt=conn.config.access_log_format, hook=conn.access_hook)
     ws.begin(response, conn.upgrade_data())
     if config.ws_ping_interval is not None and ws.is_open:
         conn.host.deadlines.heartbeats.add(ws)  # pings from the server's sweeper (issue 12)
@@ -79,7 +81,7 @@ def _open(environ: Environ, subprotocol: Optional[str], headers: Any) -> Tuple[C
 def _http_channel(conn: Connection, ex: Exchange) -> HttpChannel:
     ch = HttpChannel(conn, ex.request, ex.client)
     conn.hand_over(ch)
-    if accesslog.enabled():  # the channel writes the access line when its response ends
+    if accesslog.enabled(conn.access_hook):  # the channel logs when its response ends
         ch.log_from = ex.started or time.monotonic()
     return ch
 

@@ -29,6 +29,7 @@ from .listen import Bind, bind_all
 from .pool import WorkerPool
 from .proto.engines import resolve_engine
 from .runners import Runners
+from .stats import Counters, snapshot
 from .timeouts import AppDeadlines
 from .wsgi import Dispatch
 
@@ -173,6 +174,7 @@ class Server:
         self._quiet.set()
         self._stopped = Event()
         self._clock: Any = None
+        self.metrics: Any = None  # the metrics_bind listener (gkit.metrics)
         self._accepting = True
         if listeners is None:
             bind = Bind("tcp", host=config.ip.strip("[]"), port=config.port)
@@ -186,10 +188,14 @@ class Server:
         self.address = self._acceptors[0].socket.getsockname()
         self.port: int = self.address[1] if isinstance(self.address, tuple) else 0
         name = self.address[0] if isinstance(self.address, tuple) else "localhost"
+        self.counters = Counters()  # for stats(): responses by class, refusals, bytes
         self.dispatcher = Dispatch(app, config, port=self.port, server_name=name,
-                                   multiprocess=multiprocess)
+                                   multiprocess=multiprocess, counters=self.counters)
 
     def start(self) -> "Server":
+        if self.config.metrics_bind and self.metrics is None:
+            from .metrics import serve_for
+            self.metrics = serve_for(self)
         for acc in self._acceptors:
             acc.start()
         self.status = "running"
@@ -206,21 +212,36 @@ class Server:
             watch(self, self.config.block_warn)
         return self
 
+    @property
+    def access_hook(self) -> Any:
+        """Called with every request's :class:`gkit.accessformat.AccessRecord`
+        (the gunicorn worker's ``log.access()``); None: no hook."""
+        return self.dispatcher.access_hook
+
+    @access_hook.setter
+    def access_hook(self, hook: Any) -> None:
+        self.dispatcher.access_hook = hook
+        self.dispatcher.tick()
+
     # -- what connections ask of the server (transport.Host) ---------------------------
     def date(self) -> str:
         """The Date header value, formatted once a second."""
         return self.dispatcher.date()
 
     def _accept(self, sock: socket.socket, addr: Any) -> None:
-        if self.status != "running":
+        if self.status != "running" and not (self.status == "stopping" and self._accepting):
             sock.close()
             return
         context = self.config.ssl_context
         secure = context is not None
-        if context is not None:
+        if context is not None and not self.config.proxy_protocol:  # else after the header
             from .tls import wrap_server_side
             sock = wrap_server_side(sock, context)
-        Connection(self, sock, addr, secure).start()
+        conn = Connection(self, sock, addr, secure)
+        if self.status == "stopping":  # a graceful stop with a health path: see stop()
+            conn.serve_one()
+            self.draining.add(conn)
+        conn.start()
 
     def out_of_fds(self) -> None:
         """accept() failed for want of file descriptors: one gkit.error line
@@ -286,6 +307,17 @@ class Server:
         if self.busy <= 0 and not self.draining:
             self._quiet.set()
 
+    # -- seeing inside ---------------------------------------------------------------
+    def stats(self) -> Dict[str, Any]:
+        """What the server is doing now, as a plain dict (see gkit.stats).
+
+        >>> server = run_server(lambda e, s: [], ip="127.0.0.1", port=0)
+        >>> server.stats()["connections_open"], server.stats()["status"]
+        (0, 'running')
+        >>> server.stop()
+        """
+        return snapshot(self)
+
     # -- stop --------------------------------------------------------------------
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, close idle connections, let in-flight requests finish
@@ -295,9 +327,12 @@ class Server:
                 self._stopped.wait()
             return
         self.status = "stopping"
-        self.stop_accepting()
-        for acc in self._acceptors:
-            acc.close()
+        # With a health path, a graceful stop keeps accepting while it waits:
+        # probes get 503 and turn the load balancer away before the listener
+        # closes; what still comes is served, one request per connection.
+        keep_listening = bool(timeout) and self.config.health_path is not None
+        if not keep_listening:
+            self._close_listeners()
         for conn in list(self.connections):
             # A request may have reached a parked connection not yet woken
             # for it: such a one stays to serve it (with Connection: close);
@@ -307,6 +342,8 @@ class Server:
         if timeout and (self.busy or self.draining):
             self._quiet.clear()
             self._quiet.wait(timeout)
+        if keep_listening:
+            self._close_listeners()
         for conn in list(self.connections):
             # Channels get on_close("server-close"); closing the socket wakes
             # a greenlet blocked on it with an error, so every connection
@@ -320,8 +357,15 @@ class Server:
         if self.config.block_warn is not None:
             from .blockwarn import unwatch
             unwatch(self)
+        if self.metrics is not None:
+            self.metrics.close()
         self.status = "stopped"
         self._stopped.set()
+
+    def _close_listeners(self) -> None:
+        self.stop_accepting()
+        for acc in self._acceptors:
+            acc.close()
 
     def __call__(self, timeout: Optional[float] = None) -> None:
         """``server(timeout=...)``: http-kit's stop function."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from .channel import Channel, Message
+from .channel import Channel, HttpChannel, Message
 from .connection import connection_of
 from .handover import with_channel
 from .proto.sse import CONTENT_TYPE, HEARTBEAT, Data, encode_comment, encode_event, encode_retry
@@ -46,11 +46,14 @@ class SseChannel(Channel):
     """
 
     is_websocket = False
+    kind = "sse"
 
     # Deliberately no Channel.__init__: every state lives in the HTTP channel.
     def __init__(self, http: Channel, last_event_id: Optional[str],
                  heartbeat: Optional[float]) -> None:
         self._http = http
+        if isinstance(http, HttpChannel):
+            http.carries("sse")  # stats and the channel-end line count it as SSE
         self.last_event_id = last_event_id
         self.heartbeat = heartbeat
         self._last_write = time.monotonic()

@@ -51,6 +51,7 @@ class _Worker:
     started: float
     ready: bool = False
     retiring: bool = False   # HUP: replaced, stopping
+    slot: int = -1           # its slot in the shared stats (--metrics-bind)
 
 
 def describe(status: int) -> str:
@@ -72,8 +73,11 @@ class Supervisor:
 
     def __init__(self, target: Callable[[Callable[[], None]], int], count: int, *,
                  graceful_timeout: float = 30.0, kill_after: float = 5.0,
-                 on_boot: Optional[Callable[[], None]] = None) -> None:
+                 on_boot: Optional[Callable[[], None]] = None, shared: Any = None) -> None:
+        """``shared``: a :class:`gkit.sharedstats.SharedStats`; each worker
+        gets a slot (``shared.slot`` in the child), freed when it is reaped."""
         self.target = target
+        self.shared = shared
         self.on_boot = on_boot
         self.count = count
         self.graceful_timeout = graceful_timeout
@@ -181,6 +185,7 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            self._release(worker)
             gone.append((worker, status))
             # A worker that ends while a stop signal is pending (systemd signals
             # the whole group) is not a crash.
@@ -246,10 +251,14 @@ class Supervisor:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-            del self.workers[pid]
+            self._release(self.workers.pop(pid))
         if self._fatal is None:
             log.info("master %d: stopped", os.getpid())
         return 0 if clean else 1
+
+    def _release(self, worker: _Worker) -> None:
+        if self.shared is not None:
+            self.shared.release(worker.slot)
 
     @staticmethod
     def _kill(pid: int, sig: int) -> None:
@@ -262,10 +271,15 @@ class Supervisor:
     def _spawn(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        slot = self.shared.claim() if self.shared is not None else -1
         pid = os.fork()
         if pid:
-            self.workers[pid] = _Worker(pid, time.monotonic())
+            self.workers[pid] = _Worker(pid, time.monotonic(), slot=slot)
+            if self.shared is not None:
+                self.shared.assign(slot, pid)
             return
+        if self.shared is not None:
+            self.shared.slot = slot
         code = BOOT_ERROR
         try:
             self._in_child()

@@ -58,6 +58,10 @@ class Transport(Protocol):
     def close(self) -> None:
         """Close the socket now (idempotent)."""
 
+    @property
+    def access_hook(self) -> Any:
+        """The server's access hook (see ``accesslog``), or None."""
+
     def response_head(self, status: str, headers: Any, req: Request, keep_alive: bool,
                       length: Optional[int]) -> ResponseHead:
         """The head of a response to ``req``."""
@@ -89,6 +93,11 @@ class Dispatcher(Protocol):
 
     def run(self, conn: Conn, ex: Exchange, keep_alive: bool) -> Outcome: ...
 
+    access_hook: Any  # called with every request's AccessRecord, or None
+
+    def trusts(self, ip: str) -> bool:
+        """Is the peer ``ip`` a trusted proxy (proxy headers, PROXY protocol)?"""
+
     def response_head(self, status: str, headers: Any, method: str, version: str,
                       keep_alive: bool, length: Optional[int]) -> ResponseHead: ...
 
@@ -98,6 +107,10 @@ class Host(Protocol):
 
     @property
     def config(self) -> Config: ...
+
+    @property
+    def status(self) -> str:
+        """"running", "stopping" or "stopped"."""
 
     @property
     def engine(self) -> str: ...
@@ -125,6 +138,10 @@ class Host(Protocol):
     def track(self, conn: Conn) -> None: ...
 
     def untrack(self, conn: Conn) -> None: ...
+
+    @property
+    def counters(self) -> Any:
+        """The server's ``stats.Counters`` (bytes each way, refusals)."""
 
     def request_started(self, conn: Conn) -> None: ...
 

@@ -22,6 +22,7 @@ class WebSocketChannel(Channel):
     """A channel over an accepted WebSocket."""
 
     is_websocket = True
+    kind = "websocket"
 
     def __init__(self, transport: Transport, request: Request, client: str,
                  session: WsSession) -> None:
@@ -53,6 +54,7 @@ class WebSocketChannel(Channel):
                 data = body_bytes(data)
             except TypeError:
                 return False
+        self._msgs_out += 1
         written = self._write(self._ws.send_message(data))
         if close_after_send:
             self.close()
@@ -123,6 +125,7 @@ class WebSocketChannel(Channel):
         """Hand received bytes (b"" = EOF) to the session and act on its events."""
         self._heard = True
         ws = self._ws
+        self._bytes_in += len(data)
         events = ws.receive_data(data)
         out = ws.data_to_send(close=False)  # pongs
         if out:
@@ -133,6 +136,7 @@ class WebSocketChannel(Channel):
         for event in events:
             kind = type(event)
             if kind is Message:
+                self._msgs_in += 1
                 if self._open:
                     self._deliver(event.data)  # type: ignore[union-attr]
             elif kind is Ping:

@@ -27,6 +27,7 @@ from .config import Config
 from .connection import Connection
 from .errors import ProtocolError
 from .state import Exchange, Outcome
+from .stats import Counters
 from .proto.environ import apply_proxy_headers, build_environ
 from .proto.h1 import Request
 from .proto.origin import refused_origin
@@ -134,11 +135,14 @@ class Dispatch:
     """
 
     def __init__(self, app: Callable[..., Any], config: Config, *, port: int,
-                 server_name: str, multiprocess: bool = False) -> None:
+                 server_name: str, multiprocess: bool = False,
+                 counters: Optional[Counters] = None) -> None:
         self.app = app
         self.config = config
+        self.counters = counters if counters is not None else Counters()
         self._date = formatdate(time.time(), usegmt=True)
         self._heads: Dict[Any, ResponseHead] = {}
+        self.access_hook: accesslog.Hook = None  # gets every request's AccessRecord
         self.log_access = accesslog.enabled()  # checked again every second
         self._trusted = _trust_list(config.forwarded_allow_ips)
         base = {
@@ -171,7 +175,7 @@ class Dispatch:
         """Called by the server's clock just after each second starts."""
         self._date = formatdate(time.time(), usegmt=True)
         self._heads.clear()  # they carry the old Date
-        self.log_access = accesslog.enabled()
+        self.log_access = accesslog.enabled(self.access_hook)
 
     def response_head(self, status: str, headers: Any, method: str, version: str,
                       keep_alive: bool, length: Optional[int]) -> ResponseHead:
@@ -191,6 +195,7 @@ class Dispatch:
                 if len(self._heads) >= HEAD_MEMO:
                     self._heads.clear()
                 self._heads[key] = head
+        self.counters.by_class[head.status_code // 100] += 1
         return head
 
     def answer(self, conn: Connection, req: Request, status: str, reason: str) -> None:
@@ -285,7 +290,10 @@ class Dispatch:
                 if raw or not conn.handed_over:
                     # 101 for an app that answered on the raw socket itself
                     status = 101 if raw else (writer.head.status_code if writer.head else 500)
-                    accesslog.log_request(ex.client, req, status, writer.sent, started)
+                    accesslog.log_request(ex.client, conn.addr, req, status, writer.sent,
+                                          started, fmt=config.access_log_format,
+                                          hook=self.access_hook,
+                                          response_headers=writer.headers)
         if writer.head is None or not writer.head.keep_alive or writer.broken:
             return Outcome.CLOSE
         return Outcome.KEEP_ALIVE  # the connection drops the unread body, with no slot held
@@ -348,6 +356,7 @@ def _write_result(conn: Connection, ex: Exchange, writer: ResponseWriter,
             if writer.head is not None and writer.head.mode == LENGTH:
                 count = min(count, writer.head.length or 0)
             writer.sent = sendfile_all(conn.fileno, fd, offset, count, conn.wait_writable)
+            writer.dispatch.counters.bytes_out += writer.sent
             writer.finish()
             return
     watch = GoneWatch(conn, ex) if conn.raw is not None else None

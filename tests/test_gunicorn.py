@@ -387,7 +387,83 @@ def test_access_log_goes_to_gunicorns_access_log(instance, tmp_path):
     hits = [line for line in lines if '"GET /hello?x=1 HTTP/1.1" 200 16' in line]
     assert len(hits) == 1, lines
     assert hits[0].startswith("127.0.0.1 - - [")
-    assert hits[0].endswith(tuple("0123456789")) and '"gkit-test"' in hits[0]
+    assert hits[0].endswith('"-" "gkit-test"')  # gunicorn's own default format
+
+
+def test_access_logformat_atoms(instance, tmp_path):
+    access = tmp_path / "access.log"
+    fmt = "%(h)s|%(s)s|%(b)s|%(m)s|%(U)s|%(q)s|%(H)s|%({user-agent}i)s|%({content-type}o)s|%(L)s"
+    g = instance("--access-logfile", str(access), "--access-logformat", fmt, workers=1)
+    assert get(g.port, "/hello?x=%41", headers=[("User-Agent", "fmt-test")]).status == 200
+    ws = websocket.create_connection(f"ws://127.0.0.1:{g.port}/ws", timeout=5)
+    ws.close()
+    assert g.stop() == 0
+    lines = [line for line in access.read_text().splitlines()[1:]  # after wait_serving()'s
+             if "channel-end" not in line]
+    assert re.fullmatch(r"127\.0\.0\.1\|200\|16\|GET\|/hello\|x=%41\|HTTP/1\.1\|fmt-test\|"
+                        r"text/plain\|\d+\.\d{6}", lines[0]), lines
+    assert lines[1].startswith("127.0.0.1|101|"), lines
+    ends = [line for line in access.read_text().splitlines() if "channel-end" in line]
+    assert len(ends) == 1 and '"GET /ws HTTP/1.1" channel-end kind=websocket ' in ends[0], ends
+
+
+def _statsd_packets(sock: socket.socket, want: Dict[str, int], timeout: float = 10.0
+                    ) -> List[str]:
+    """Datagrams from the UDP socket until each ``want`` prefix was seen so many times."""
+    seen: List[str] = []
+    deadline = time.monotonic() + timeout
+    while not all(sum(p.startswith(w) for p in seen) >= n for w, n in want.items()):
+        left = deadline - time.monotonic()
+        assert left > 0, f"statsd packets {want} not all received; got {seen}"
+        sock.settimeout(left)
+        try:
+            seen.append(sock.recv(65536).decode())
+        except socket.timeout:
+            continue
+    return seen
+
+
+def test_statsd_gets_request_metrics(instance):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.bind(("127.0.0.1", 0))
+        g = instance("--statsd-host", f"127.0.0.1:{statsd.getsockname()[1]}",
+                     "--statsd-prefix", "app", "--dogstatsd-tags", "env:test,team:web")
+        with RawConn(g.port) as conn:  # keep-alive: one packet set per request
+            for target in ("/hello", "/nope", "/hello"):
+                conn.send(request(target=target))
+                conn.read_response()
+        packets = _statsd_packets(statsd, {"app.gunicorn.requests:": 4,
+                                           "app.gunicorn.request.status.404:": 1,
+                                           "app.gunicorn.request.status.200:": 3,
+                                           "app.gunicorn.request.duration:": 4})
+    requests_ = [p for p in packets if p.startswith("app.gunicorn.requests:")]
+    ok = [p for p in packets if p.startswith("app.gunicorn.request.status.200:")]
+    # wait_serving() made one request of its own (GET /hello) before ours.
+    assert requests_ == ["app.gunicorn.requests:1|c|@1.0|#env:test,team:web"] * 4, packets
+    assert ok == ["app.gunicorn.request.status.200:1|c|@1.0|#env:test,team:web"] * 3, packets
+    durations = [p for p in packets if p.startswith("app.gunicorn.request.duration:")]
+    assert all(re.fullmatch(r"app\.gunicorn\.request\.duration:\d+(\.\d+)?\|ms\|#env:test,"
+                            r"team:web", p) for p in durations), durations
+
+
+def test_proxy_protocol_setting(instance):
+    # Its requests need a PROXY header, which wait_serving() does not send.
+    quiet = ["--no-control-socket"] if "control_socket_disable" in gunicorn.config.KNOWN_SETTINGS \
+        else []
+    g = instance("--proxy-protocol", "auto", *quiet, workers=1, wait=False)
+    g.wait_log("gkit serving", 1, time.monotonic() + BOOT_DEADLINE)
+    with RawConn(g.port) as conn:
+        conn.send(b"PROXY TCP4 192.0.2.44 127.0.0.1 4321 80\r\n")
+        for _ in range(3):  # every request of the kept-alive connection
+            conn.send(request(target="/env"))
+            facts = json.loads(conn.read_response().body)
+            assert (facts["REMOTE_ADDR"], facts["REMOTE_PORT"]) == ("192.0.2.44", "4321")
+
+
+def test_proxy_protocol_needs_one_trust_list(instance):
+    g = instance("--proxy-protocol", "v2", "--proxy-allow-from", "10.0.0.1", wait=False)
+    assert g.wait(BOOT_DEADLINE) != 0
+    assert "give --proxy-allow-from the same addresses as --forwarded-allow-ips" in g.log
 
 
 @pytest.mark.parametrize("framework, app", [

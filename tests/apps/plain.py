@@ -71,7 +71,7 @@ def app(environ, start_response):
     if path == "/greenlet":
         return _text(start_response, getattr(gevent.getcurrent(), "name", "?"))
     if path == "/env":
-        keys = ("REMOTE_ADDR", "wsgi.url_scheme", "wsgi.multiprocess", "wsgi.multithread",
+        keys = ("REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "wsgi.multiprocess", "wsgi.multithread",
                 "SERVER_SOFTWARE")
         facts = {k: environ.get(k) for k in keys}
         facts["engine"] = environ["gkit.connection"].engine
