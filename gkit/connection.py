@@ -100,7 +100,7 @@ class Connection:
 
     __slots__ = ("host", "sock", "raw", "addr", "secure", "fileno", "parser", "watcher",
                  "greenlet", "phase", "closing", "on_readable", "head_since", "exchange",
-                 "_drain", "_info", "__weakref__")
+                 "_drain", "_fresh", "_info", "__weakref__")
 
     def __init__(self, host: Host, sock: socket.socket, addr: Tuple[str, int],
                  secure: bool = False) -> None:
@@ -124,6 +124,7 @@ class Connection:
         self.head_since = 0.0    # when the first byte of a half-received head came
         self.exchange: Optional[Exchange] = None  # the request in flight, if any
         self._drain = False      # left parked by shutdown() to serve a request already sent
+        self._fresh = True       # accepted, no request dispatched yet
         self._info: Optional[ConnectionInfo] = None
 
     # -- the phase ---------------------------------------------------------------
@@ -243,7 +244,10 @@ class Connection:
         self.closing = True
         if wait:
             if self.phase is Phase.IDLE and self.parked:
-                if self.has_unread_bytes():
+                # A connection accepted just before the stop has had no time
+                # to send its request: it gets the server's short grace
+                # (FRESH_GRACE) instead of a close its client cannot retry.
+                if self._fresh or self.has_unread_bytes():
                     self._drain = True
                     return True
                 self.close()
@@ -644,7 +648,7 @@ class Connection:
             return False
         g = getcurrent()
         g.name = worker  # type: ignore[attr-defined]
-        self._drain = False
+        self._drain = self._fresh = False
         host.request_started(self)
         self.head_since = 0.0
         ex = self.exchange = Exchange(req, worker, self.addr[0])

@@ -29,6 +29,7 @@ from .listen import Bind, bind_all
 from .pool import WorkerPool
 from .proto.engines import resolve_engine
 from .runners import Runners
+from .state import Phase
 from .stats import Counters, snapshot
 from .timeouts import AppDeadlines
 from .wsgi import Dispatch
@@ -41,6 +42,9 @@ WSGIApp = Callable[..., Iterable[bytes]]
 OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 FD_PAUSE = 0.1      # seconds without accepting after accept() ran out of descriptors
 FD_LOG_EVERY = 10.0  # seconds between two log lines about it
+# A graceful stop keeps a connection accepted just before it this long for
+# its first request (its client had no time to send it, and cannot retry).
+FRESH_GRACE = 1.0
 
 
 class _Acceptor(StreamServer):
@@ -339,9 +343,17 @@ class Server:
             # idle ones close now; the rest finish what is in flight.
             if conn.shutdown(wait=bool(timeout)):
                 self.draining.add(conn)
+        grace = None
+        if timeout and self.draining:
+            # Parked ones left to serve a request get FRESH_GRACE to send it.
+            grace = self.hub.loop.timer(min(timeout, FRESH_GRACE))
+            grace.start(self._end_grace)
         if timeout and (self.busy or self.draining):
             self._quiet.clear()
             self._quiet.wait(timeout)
+        if grace is not None:
+            grace.stop()
+            grace.close()
         if keep_listening:
             self._close_listeners()
         for conn in list(self.connections):
@@ -361,6 +373,12 @@ class Server:
             self.metrics.close()
         self.status = "stopped"
         self._stopped.set()
+
+    def _end_grace(self) -> None:  # in the hub
+        """Close the draining connections still waiting for a first request."""
+        for conn in list(self.draining):
+            if conn.phase is Phase.IDLE and conn.parked:
+                conn.close()
 
     def _close_listeners(self) -> None:
         self.stop_accepting()

@@ -282,6 +282,27 @@ def test_stop_serves_a_request_that_reached_an_idle_connection(serve):
         conn.close()
 
 
+def test_stop_gives_a_just_accepted_connection_a_grace_for_its_request(serve):
+    """A client that connected just before a graceful stop (gunicorn's HUP
+    and max_requests recycles) had no time to send its request: it is served
+    if the request comes within the grace, instead of being reset."""
+    server = serve(hello)
+    late = RawConn(server.port)
+    silent = RawConn(server.port)
+    gevent.sleep(0.01)  # both accepted and parked, no request yet
+    stopper = gevent.spawn(server.stop, 30)
+    gevent.sleep(0.3)
+    late.send(request())
+    resp = late.read_response()
+    assert (resp.status, resp.body) == (200, b"hello")
+    assert resp.connection_tokens() == ["close"]
+    silent.assert_closed(timeout=5)  # the grace ends: no 30 s wait for it
+    stopper.get(timeout=5)
+    assert server.status == "stopped"
+    late.close()
+    silent.close()
+
+
 def test_max_connections_holds_new_connections_in_the_backlog(serve):
     """At max_connections the server stops accepting; a new connection waits
     in the listen backlog and is served once an open one closes."""
