@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 Headers = Sequence[Tuple[bytes, bytes]]
 
@@ -56,13 +56,18 @@ class AccessRecord:
         return None
 
 
-def combined(rec: AccessRecord) -> str:
-    """Apache's combined format plus the seconds taken."""
+def _combined_start(rec: AccessRecord) -> str:
+    """The fields both combined lines begin with: client, time, request line."""
     when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(rec.when))
     line = f"{rec.method} {rec.target.decode('latin-1')} HTTP/{rec.version}"
+    return f'{rec.client or "-"} - - [{when}] "{line}"'
+
+
+def combined(rec: AccessRecord) -> str:
+    """Apache's combined format plus the seconds taken."""
     referer = (rec.header(b"referer") or "-").replace('"', "'")
     agent = (rec.header(b"user-agent") or "-").replace('"', "'")
-    return (f'{rec.client or "-"} - - [{when}] "{line}" {rec.status} {rec.length or "-"} '
+    return (f'{_combined_start(rec)} {rec.status} {rec.length or "-"} '
             f'"{referer}" "{agent}" {rec.duration:.6f}')
 
 
@@ -71,12 +76,7 @@ def json_line(rec: AccessRecord) -> str:
     target, protocol, status, bytes, duration (seconds), referer, user_agent."""
     return json.dumps({
         "event": "request",
-        "time": _iso(rec.when),
-        "remote_addr": rec.client or None,
-        "remote_port": rec.port or None,
-        "method": rec.method,
-        "target": rec.target.decode("latin-1"),
-        "protocol": f"HTTP/{rec.version}",
+        **_json_start(rec),
         "status": rec.status,
         "bytes": rec.length,
         "duration": round(rec.duration, 6),
@@ -85,8 +85,16 @@ def json_line(rec: AccessRecord) -> str:
     })
 
 
-def _iso(when: float) -> str:
-    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="microseconds")
+def _json_start(rec: AccessRecord) -> Dict[str, Any]:
+    """The fields both JSON lines begin with (after ``event``), in order."""
+    return {
+        "time": datetime.fromtimestamp(rec.when, timezone.utc).isoformat(timespec="microseconds"),
+        "remote_addr": rec.client or None,
+        "remote_port": rec.port or None,
+        "method": rec.method,
+        "target": rec.target.decode("latin-1"),
+        "protocol": f"HTTP/{rec.version}",
+    }
 
 
 class ChannelRecord:
@@ -119,25 +127,16 @@ def channel_combined(rec: ChannelRecord) -> str:
     '"GET /ws HTTP/1.1" channel-end kind=websocket status=normal duration=2.500000 \
 messages_in=3 messages_out=4 bytes_in=30 bytes_out=40'
     """
-    req = rec.request
-    when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(req.when))
-    line = f"{req.method} {req.target.decode('latin-1')} HTTP/{req.version}"
-    return (f'{req.client or "-"} - - [{when}] "{line}" channel-end kind={rec.kind} '
+    return (f'{_combined_start(rec.request)} channel-end kind={rec.kind} '
             f'status={rec.status} duration={rec.duration:.6f} messages_in={rec.messages_in} '
             f'messages_out={rec.messages_out} bytes_in={rec.bytes_in} bytes_out={rec.bytes_out}')
 
 
 def channel_json(rec: ChannelRecord) -> str:
     """One JSON object with ``"event": "channel_end"``."""
-    req = rec.request
     return json.dumps({
         "event": "channel_end",
-        "time": _iso(req.when),
-        "remote_addr": req.client or None,
-        "remote_port": req.port or None,
-        "method": req.method,
-        "target": req.target.decode("latin-1"),
-        "protocol": f"HTTP/{req.version}",
+        **_json_start(rec.request),
         "kind": rec.kind,
         "close_status": rec.status,
         "duration": round(rec.duration, 6),

@@ -47,7 +47,8 @@ def flask_stream_app(release, seen, before_first=False):
     return app
 
 
-def test_a_flask_generator_sees_its_finally_within_a_second_of_the_client_closing(serve):
+def stream_started(serve):
+    """A client that has read the first item of ``/stream``: (release, seen, conn)."""
     release = serve.event()
     seen = {"finally": gevent.event.Event()}
     port = serve(flask_stream_app(release, seen)).port
@@ -56,6 +57,11 @@ def test_a_flask_generator_sees_its_finally_within_a_second_of_the_client_closin
     head = read_head(conn, WAIT)
     assert head.status_line == "HTTP/1.1 200 OK"
     conn.read_until(b"first\n", WAIT)
+    return release, seen, conn
+
+
+def test_a_flask_generator_sees_its_finally_within_a_second_of_the_client_closing(serve):
+    _, seen, conn = stream_started(serve)
     conn.close()
     assert seen["finally"].wait(1.0), "the generator's finally did not run within 1 s"
     assert isinstance(seen["raised"], ClientDisconnected)
@@ -77,13 +83,7 @@ def test_before_the_first_item_and_on_a_reset(serve):
 
 
 def test_a_pipelined_request_is_not_a_close(serve):
-    release = serve.event()
-    seen = {"finally": gevent.event.Event()}
-    port = serve(flask_stream_app(release, seen)).port
-    conn = RawConn(port)
-    conn.send(request(target="/stream"))
-    read_head(conn, WAIT)
-    conn.read_until(b"first\n", WAIT)
+    release, seen, conn = stream_started(serve)
     conn.send(request(target="/next"))   # the next request, while the first streams
     gevent.sleep(0.3)
     assert not seen["finally"].is_set(), "a pipelined request was taken for a close"

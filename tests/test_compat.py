@@ -11,7 +11,7 @@ import gevent
 import gevent.event
 import pytest
 import simple_websocket
-from helpers import get
+from helpers import RawConn, get
 from wshelpers import BINARY, CLOSE, TEXT, RawWs, frame, handshake_request
 
 from gkit import with_channel
@@ -104,19 +104,6 @@ def test_lazy_an_app_that_calls_with_channel_is_not_disturbed(serve):
     assert ws.recv_message() == (TEXT, b"echo")
 
 
-def test_lazy_an_app_that_answers_the_upgrade_itself(serve):
-    def app(environ, start_response):
-        assert "wsgi.websocket" in environ
-        start_response("403 Forbidden", [("Content-Length", "3")])
-        return [b"no\n"]
-    server = serve(app)
-    from helpers import RawConn
-    with RawConn(server.port) as conn:
-        conn.send(handshake_request("/"))
-        resp = conn.read_response()
-    assert resp.status == 403 and resp.body == b"no\n"
-
-
 def test_gkit_limits_apply(serve):
     """max_ws is gkit's: a message past it closes with 1009; receive() gives None."""
     rec = Recorder()
@@ -159,7 +146,6 @@ def test_bad_handshake_is_answered_by_gkit(serve, bad, status):
         rec.done.set()
         return []
     server = serve(app)
-    from helpers import RawConn
     with RawConn(server.port) as conn:
         conn.send(handshake_request("/", **bad))
         resp = conn.read_response()
@@ -219,19 +205,6 @@ def test_raw_handoff_other_errors_are_logged_and_nothing_written(serve, error_lo
     assert "app failed after taking the socket" in str(error_log[0].exc_info[1])
 
 
-def test_raw_socket_untouched_means_a_normal_response(serve):
-    def app(environ, start_response):
-        assert "gunicorn.socket" in environ
-        start_response("426 Upgrade Required", [("Content-Length", "5")])
-        return [b"nope\n"]
-    server = serve(app)
-    from helpers import RawConn
-    with RawConn(server.port) as conn:
-        conn.send(handshake_request("/"))
-        resp = conn.read_response()
-    assert resp.status == 426 and resp.body == b"nope\n"
-
-
 @pytest.mark.parametrize("n", [5])
 def test_raw_handoffs_at_once(serve, n):
     rec = Recorder()
@@ -243,6 +216,23 @@ def test_raw_handoffs_at_once(serve, n):
     for ws in sockets:
         ws.send_frame(TEXT, b"bye")
         assert ws.expect_close().close_code == 1000
+
+
+# -- an upgrade the app answers with a plain response ---------------------------------------
+@pytest.mark.parametrize("kind, status, body", [
+    ("wsgi.websocket", "403 Forbidden", b"no\n"),  # the object is made lazily: unused, no 101
+    ("gunicorn.socket", "426 Upgrade Required", b"nope\n"),  # untouched: a normal response
+])
+def test_an_app_that_answers_the_upgrade_itself(serve, kind, status, body):
+    def app(environ, start_response):
+        assert kind in environ
+        start_response(status, [("Content-Length", str(len(body)))])
+        return [body]
+    server = serve(app)
+    with RawConn(server.port) as conn:
+        conn.send(handshake_request("/"))
+        resp = conn.read_response()
+    assert resp.status == int(status[:3]) and resp.body == body
 
 
 # -- worker slots (issue 10, point 3) -------------------------------------------------------

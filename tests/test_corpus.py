@@ -75,7 +75,7 @@ DIFFERENT = {
 
 # case -> (set of allowed outcomes, the one gkit gives, reason). The RFCs allow each
 # outcome of the set; both engines give exactly gkit's choice (issue 8 point 12: one
-# set of checks in gkit/proto/h1.py decides these for both).
+# set of checks in gkit/proto/h1_checks.py and chunked.py decides these for both).
 EITHER = {
     "invalid/001": (
         {(), (400,)}, (400,),

@@ -1,5 +1,6 @@
 """Both engines give exactly the same status for the requests they used to
-disagree on (issue 8 point 12), decided by gkit's checks in gkit/proto/h1.py.
+disagree on (issue 8 point 12), decided by gkit's checks in
+gkit/proto/h1_checks.py and gkit/proto/chunked.py.
 
 Each row is (request bytes, expected status of the one final response); the
 ``serve`` fixture runs every row on httptools and on h11. The README's

@@ -210,23 +210,15 @@ def read_steadily(sock, rate, total, piece=65536):
     return bytes(got)
 
 
-def test_a_list_body_read_slowly_but_steadily_arrives_whole(serve):
+def channel_flush_app(environ, start_response):
+    ch = with_channel(environ)
+    ch.send(b"c" * BIG)
+    return ch
+
+
+@pytest.mark.parametrize("app", [list_app, channel_flush_app], ids=["list-body", "channel-flush"])
+def test_a_response_read_slowly_but_steadily_arrives_whole(serve, app):
     """4 s of reading at 2 MiB/s with idle_timeout=1: every pause is short."""
-    server = serve(list_app, idle_timeout=1.0)
-    sock = slow_socket(server.port)
-    with sock:
-        sock.sendall(request("GET", "/", headers=[("Connection", "close")]))
-        data = read_steadily(sock, 2 * 1024 * 1024, BIG + 1000)
-    (resp,) = parse_responses(data)
-    assert resp.status == 200 and len(resp.body) == BIG and resp.complete
-
-
-def test_a_channel_flush_read_slowly_but_steadily_arrives_whole(serve):
-    def app(environ, start_response):
-        ch = with_channel(environ)
-        ch.send(b"c" * BIG)
-        return ch
-
     server = serve(app, idle_timeout=1.0)
     sock = slow_socket(server.port)
     with sock:

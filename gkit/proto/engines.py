@@ -1,9 +1,10 @@
 """Choosing and making an HTTP/1.1 engine: the one module that imports them.
 
-:mod:`gkit.proto.h1` holds the interface and gkit's shared checks; the two
-engines (``h1_httptools`` on llhttp, ``h1_h11`` on h11) implement it, and
-this module picks one. Keeping the choice here means ``h1`` never imports an
-engine, so imports run one way: engines -> engine modules -> h1.
+:mod:`gkit.proto.h1` holds the interface (:mod:`~gkit.proto.h1_checks` and
+:mod:`~gkit.proto.chunked` gkit's shared checks); the two engines
+(``h1_httptools`` on llhttp, ``h1_h11`` on h11) implement it, and this module
+picks one. Keeping the choice here means ``h1`` never imports an engine, so
+imports run one way: engines -> engine modules -> checks -> h1.
 
 >>> resolve_engine("h11")
 'h11'

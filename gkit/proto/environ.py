@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
-from .h1 import Request, target_authority
+from .h1 import Request
+from .h1_checks import target_authority
 
 # Header name (as received) -> environ key, or None for a header that is
 # dropped: names with "_" would collide with "-" in the environ, a trick for

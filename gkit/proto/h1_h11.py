@@ -6,8 +6,9 @@ import h11
 from ..errors import ProtocolError
 from typing import Optional
 
-from .h1 import (CLOSED, END, NEED_DATA, ChunkedChecker, Event, H1Parser, check_framing_bytes,
-                 check_head, check_head_bytes, check_request_line)
+from .chunked import ChunkedChecker
+from .h1 import CLOSED, END, NEED_DATA, Event, H1Parser
+from .h1_checks import check_framing_bytes, check_head, check_head_bytes, check_request_line
 
 
 class H11Parser(H1Parser):

@@ -5,7 +5,7 @@ reports callbacks without byte positions. gkit still needs to know which
 bytes of a read belong to which part of a message: to time and bound an
 incomplete head (``in_head``, 414, 431: only head bytes count, never body
 bytes or the bytes of an earlier request in the same read), and to put a
-chunked body through the shared :class:`~gkit.proto.h1.ChunkedChecker`. So
+chunked body through the shared :class:`~gkit.proto.chunked.ChunkedChecker`. So
 after llhttp has parsed a read, :meth:`HttptoolsParser._walk` goes over it
 again with the framing of the heads llhttp just reported: heads end at the
 first empty line (llhttp takes no bare LF), bodies by their length or by
@@ -20,8 +20,9 @@ from typing import Deque, List, Optional
 import httptools
 
 from ..errors import ProtocolError
-from .h1 import (CLOSED, END, NEED_DATA, ChunkedChecker, Event, H1Parser, Headers, Request,
-                 check_head, check_request_line)
+from .chunked import ChunkedChecker
+from .h1 import CLOSED, END, NEED_DATA, Event, H1Parser, Headers, Request
+from .h1_checks import check_head, check_request_line
 
 # Where the walk over received bytes is: which part of a message comes next.
 _HEAD, _BODY, _CHUNKED, _UPGRADED = range(4)

@@ -71,6 +71,16 @@ class _Fail(Exception):
         self.reason = reason
 
 
+def _whole_message(text: bool, payload: bytes) -> Message:
+    """The event for a message that came in one frame (and, if compressed, was inflated)."""
+    if not text:
+        return Message(payload)
+    try:
+        return Message(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message") from None
+
+
 class WsSession:
     """One open server-side WebSocket: feed it bytes, get events and bytes to send.
 
@@ -200,13 +210,11 @@ class WsSession:
                     raise _Fail(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
                 payload = unmask(data[pos + 6:pos + 6 + n], data[pos + 2:pos + 6])
                 pos += 6 + n
-                if b0 == FIN_TEXT:
-                    try:
-                        events.append(Message(payload.decode("utf-8")))
-                    except UnicodeDecodeError:
-                        raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message") from None
-                else:
-                    events.append(Message(payload))
+                # _whole_message inline: a call costs 30-60 ns, 2-4% of a message here.
+                try:
+                    events.append(Message(payload.decode("utf-8") if b0 == FIN_TEXT else payload))
+                except UnicodeDecodeError:
+                    raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message") from None
                 continue
             nxt = self._frame(data, pos, end, b0, b1, events)
             if nxt < 0:
@@ -248,13 +256,7 @@ class WsSession:
             payload = unmask(data[pos:pos + n], mask)
             if deflated:
                 payload = self._inflated_message(payload)
-            if op == OP_TEXT:
-                try:
-                    events.append(Message(payload.decode("utf-8")))
-                except UnicodeDecodeError:
-                    raise _Fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message") from None
-            else:
-                events.append(Message(payload))
+            events.append(_whole_message(op == OP_TEXT, payload))
             return pos + n
         if op:  # the first frame of a message that arrives in pieces
             self._op = op

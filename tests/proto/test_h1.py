@@ -16,7 +16,8 @@ import pytest
 
 from gkit.errors import ProtocolError
 from gkit.proto.engines import make_parser
-from gkit.proto.h1 import CLOSED, END, NEED_DATA, Request, check_head
+from gkit.proto.h1 import CLOSED, END, NEED_DATA, Request
+from gkit.proto.h1_checks import check_head
 
 ENGINES = ["httptools", "h11"]
 H = b"Host: x\r\n"
