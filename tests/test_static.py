@@ -2,8 +2,7 @@
 the code and the tests, mypy over gkit (``--strict`` over the sans-IO
 ``gkit/proto``). Each runs as a subprocess and fails with the tool's output;
 a missing tool skips, unless GKIT_REQUIRE_ALL=1 (CI), where it fails.
-The doctests of gkit/ run through pytest's ``--doctest-modules`` (pyproject's
-``addopts``/``testpaths``)."""
+The doctests of gkit/ run through tests/test_doctests.py."""
 from __future__ import annotations
 
 import importlib.util
