@@ -122,6 +122,13 @@ class ClientIO(ConnectionFields):
         self.host.counters.bytes_out += n
         return n
 
+    def _release_slot(self, ex: Exchange) -> None:
+        worker = ex.worker
+        if worker is not None:
+            ex.worker = None  # never released twice
+            self.host.pool.release(worker)
+
+    # -- reads ------------------------------------------------------------------------
     def recv_now(self) -> Optional[bytes]:
         """The bytes waiting now: b"" at EOF or on an error, None when none
         are waiting. On TLS it blocks this greenlet until bytes come."""
@@ -135,13 +142,6 @@ class ClientIO(ConnectionFields):
         self.host.counters.bytes_in += len(data)
         return data
 
-    def _release_slot(self, ex: Exchange) -> None:
-        worker = ex.worker
-        if worker is not None:
-            ex.worker = None  # never released twice
-            self.host.pool.release(worker)
-
-    # -- reads ------------------------------------------------------------------------
     def pipelined(self, data: bytes) -> None:
         """Bytes of a next request that came while a channel's response was open."""
         self.parser.feed(data)
