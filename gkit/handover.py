@@ -15,9 +15,10 @@ import time
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from . import accesslog
-from .channel import Channel, HttpChannel
+from .channel import Channel
 from .connection import Connection, connection_of
 from .errors import HandshakeError
+from .httpchannel import HttpChannel
 from .proto.websocket import accept_handshake
 from .state import Exchange
 from .websocket import WebSocketChannel

@@ -15,9 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from .channel import Channel, HttpChannel, Message
+from .channel import Channel, Message
 from .connection import connection_of
 from .handover import with_channel
+from .httpchannel import HttpChannel
 from .proto.sse import CONTENT_TYPE, HEARTBEAT, Data, encode_comment, encode_event, encode_retry
 
 __all__ = ["sse_channel", "SseChannel", "DEFAULT_HEARTBEAT"]
