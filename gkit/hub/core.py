@@ -216,7 +216,7 @@ class Hub:
                 count = 1
                 gevent.sleep(0)   # let the loop serve I/O and other greenlets
             if is_channel:
-                if not target.is_open or send(message) is False:
+                if not target.is_open or send(message) is False or not target.is_open:
                     dead.append(target)
                 continue
             try:
