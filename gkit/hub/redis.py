@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 
 import gevent
 from gevent.event import Event
@@ -75,6 +75,7 @@ class RedisEngine:
         self._sub_client = client(url, socket_timeout=PING_AFTER + PING_WAIT)
         self._ps: Any = None           # the PubSub while connected
         self._confirmed: Dict[bytes, Event] = {}
+        self._first = Event()          # set at the first connection or failure
         self.connected = False
         self.last_error: Optional[str] = None
         self._closing = False
@@ -92,11 +93,13 @@ class RedisEngine:
 
     def topic_added(self, topic: str) -> None:
         name = channel(topic)
+        can_wait = gevent.get_hub() is not getcurrent()
+        if not self._first.is_set() and can_wait:
+            self._first.wait(CONFIRM_WAIT)   # just opened: wait for the first connection
         ps = self._ps
         if ps is None:
             return   # the reader subscribes every topic when it (re)connects
         event = self._confirmed.setdefault(name, Event())
-        can_wait = gevent.get_hub() is not getcurrent()
         if can_wait:
             self._send(ps, "subscribe", name)
             event.wait(CONFIRM_WAIT)
@@ -136,10 +139,10 @@ class RedisEngine:
         while not self._closing:
             ps = self._sub_client.pubsub()
             try:
-                names = [CONTROL] + [channel(t) for t in self.hub.topics()]
+                names = [channel(t) for t in self.hub.topics()] + [CONTROL]
                 ps.subscribe(*names)
                 self._ps = ps
-                self._read(ps, lost_at)
+                self._read(ps, lost_at, set(names))
             except (self._redis.RedisError, OSError, ValueError) as exc:
                 self._ps = None
                 if self._closing:
@@ -158,6 +161,7 @@ class RedisEngine:
                     log.warning("still cannot reach %s: %s; retrying in %.2g s",
                                 self.safe_url, self.last_error, backoff)
                 self.connected = False
+                self._first.set()
                 for event in self._confirmed.values():
                     event.set()    # nobody waits for a confirmation that cannot come
                 self._confirmed.clear()
@@ -170,7 +174,7 @@ class RedisEngine:
                     ps.close()
             backoff, tries = BACKOFF_START, 0
 
-    def _read(self, ps: Any, lost_at: Optional[float]) -> None:
+    def _read(self, ps: Any, lost_at: Optional[float], sent: Set[bytes]) -> None:
         hub = self.hub
         last_heard = time.monotonic()
         pinged = False
@@ -198,7 +202,12 @@ class RedisEngine:
             elif kind == "subscribe":
                 name = item["channel"]
                 if name == CONTROL and not self.connected:
+                    # Topics added while the SUBSCRIBE above was on its way.
+                    missing = {channel(t) for t in hub.topics()} - sent
+                    if missing:
+                        ps.subscribe(*missing)
                     self.connected = True
+                    self._first.set()
                     self.last_error = None
                     topics = len(hub.topics())
                     if lost_at is None:
