@@ -60,3 +60,10 @@ def test_bench_ws_session_smoke():
 def test_bench_range_smoke():
     out = run_smoke("bench_range.py")
     assert "gkit" in out and "werkzeug" in out and "FAILED" not in out
+
+
+@pytest.mark.timeout(300)
+def test_bench_hub_smoke():
+    out = run_smoke("bench_hub.py", needs="redis-server")
+    assert "| gkit | 200 |" in out and "| websockets | 200 |" in out
+    assert "| 2 | 200 | 10 |" in out
