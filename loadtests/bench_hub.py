@@ -100,12 +100,12 @@ class Fleets:
         per = [total // procs + (1 if i < total % procs else 0) for i in range(procs)]
         for i, count in enumerate(per):
             argv = [sys.executable, FLEET, "--port", str(port), "--count", str(count),
-                    "--expect", str(expect), "--wait", str(wait)]
+                    "--expect", str(expect), "--wait", str(wait), "--connect-timeout", "300"]
             if src_base is not None:
                 argv += ["--src", f"127.{src_base + i}"]
             self.procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
                                                stdin=subprocess.DEVNULL))
-        self.connect = [json.loads(p.stdout.readline() or "{}") for p in self.procs]
+        self.connect = [json.loads(p.stdout.readline() or "{}") for p in self.procs]  # noqa: E501
         self.held = sum(c.get("held", 0) for c in self.connect)
         self.failed = sum(c.get("failed", 0) for c in self.connect)
         self.seconds = max(c.get("seconds", 0.0) for c in self.connect)

@@ -67,3 +67,9 @@ def test_bench_hub_smoke():
     out = run_smoke("bench_hub.py", needs="redis-server")
     assert "| gkit | 200 |" in out and "| websockets | 200 |" in out
     assert "| 2 | 200 | 10 |" in out
+
+
+@pytest.mark.timeout(300)
+def test_c100k_smoke():
+    out = run_smoke("c100k.py", needs="redis-server")
+    assert "OK: all held and reached" in out
