@@ -3,6 +3,8 @@ publishes come from views, callbacks and real OS threads, in order, and
 closed channels drop out by themselves."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any, List
 
 import gevent
@@ -14,6 +16,8 @@ from wshelpers import BINARY, TEXT, RawWs
 import gkit.hub
 from gkit import ConfigError, HubUnavailable, run_server
 from apps.hub_app import app
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 start_os_thread = get_original("_thread", "start_new_thread")
 allocate_lock = get_original("_thread", "allocate_lock")
@@ -141,3 +145,16 @@ def test_servers_share_the_process_hub_and_close_it_last(serve: Any) -> None:
     assert hub.closed and a.pubsub is None
     with pytest.raises(HubUnavailable, match="closed"):
         hub.publish("t", "x")
+
+
+def test_the_readme_example_streams_and_publishes(serve: Any) -> None:
+    from examples.hub_broadcast import app as example
+    server = serve(example)
+    stream = RawConn(server.port)
+    stream.send(request("GET", "/stream?topic=news"))
+    stream.read_until(b"subscribed to news\n")
+    ws = RawWs(server.port, "/ws")
+    wait_for(lambda: server.pubsub.subscribers("news") == 2)
+    assert get(server.port, "/publish?msg=hi").body == b"published\n"
+    assert stream.read_until(b"hi\r\n").endswith(b"2\r\nhi\r\n")
+    assert ws.recv_frame().payload == b"hi"
