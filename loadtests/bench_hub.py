@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadtests.common import REPO, child_env, free_port, rss_kib  # noqa: E402
+from loadtests.common import CLOCK_TICKS, REPO, child_env, free_port, process_tree, rss_kib  # noqa: E402,E501
 
 FLEET = str(REPO / "loadtests" / "hub_fleet.py")
 
@@ -63,6 +63,17 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not answer on port {port} within 30 s")
             time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server and its workers."""
+        total = 0
+        for pid in process_tree(self.proc.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / CLOCK_TICKS
 
     def rss_mib(self) -> float:
         return rss_kib(self.proc.pid) / 1024
@@ -155,6 +166,7 @@ def part_a(subs: int, reps: int, fleet_procs: int) -> None:
     lost: Dict[str, int] = {"gkit": 0, "websockets": 0}
     held: Dict[str, int] = {"gkit": 0, "websockets": 0}
     rss: Dict[str, float] = {"gkit": 0.0, "websockets": 0.0}
+    cpu: Dict[str, List[float]] = {"gkit": [], "websockets": []}
     for _ in range(reps):
         for name in ("gkit", "websockets"):
             port = free_port()
@@ -165,8 +177,10 @@ def part_a(subs: int, reps: int, fleet_procs: int) -> None:
                 held[name] = fleets.held
                 time.sleep(0.5)
                 rss[name] = server.rss_mib()
+                before = server.cpu_seconds()
                 control_publish(port, 0)
                 r = fleets.results()
+                cpu[name].append(server.cpu_seconds() - before)
                 rows[name].append(r["latest"].get(0, float("nan")) * 1000)
                 lost[name] += fleets.held - r["counts"].get(0, 0)
             finally:
@@ -175,13 +189,16 @@ def part_a(subs: int, reps: int, fleet_procs: int) -> None:
                 server.stop()
     ref = statistics.median(rows["websockets"])
     print(f"| server | subscribers held | time to last delivery, median (ms) | each rep (ms) "
-          f"| vs websockets | lost | server RSS (MiB) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f"| vs websockets | lost | server CPU for it (ms) | sends per CPU-second "
+          f"| server RSS (MiB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in ("gkit", "websockets"):
         med = statistics.median(rows[name])
         reps_text = ", ".join(f"{v:.0f}" for v in rows[name])
+        cpu_ms = statistics.median(cpu[name]) * 1000
+        rate = held[name] / (cpu_ms / 1000) if cpu_ms else float("nan")
         print(f"| {name} | {held[name]:,} | {med:.0f} | {reps_text} | {med / ref:.2f}x "
-              f"| {lost[name]} | {rss[name]:.0f} |")
+              f"| {lost[name]} | {cpu_ms:.0f} | {rate:,.0f} | {rss[name]:.0f} |")
     print()
 
 

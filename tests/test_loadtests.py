@@ -73,3 +73,9 @@ def test_bench_hub_smoke():
 def test_c100k_smoke():
     out = run_smoke("c100k.py", needs="redis-server")
     assert "OK: all held and reached" in out
+
+
+@pytest.mark.timeout(300)
+def test_capacity_smoke():
+    out = run_smoke("capacity.py", needs="redis-server")
+    assert "| connections" in out and "1,000,000" in out
