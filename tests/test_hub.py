@@ -158,3 +158,47 @@ def test_the_readme_example_streams_and_publishes(serve: Any) -> None:
     assert get(server.port, "/publish?msg=hi").body == b"published\n"
     assert stream.read_until(b"hi\r\n").endswith(b"2\r\nhi\r\n")
     assert ws.recv_frame().payload == b"hi"
+
+
+def test_a_slow_subscriber_is_cut_and_never_delays_the_others(serve: Any) -> None:
+    server = serve(app, max_buffered=256 * 1024)
+    slow = RawWs(server.port, "/ws?topic=big", rcvbuf=4096)   # never reads
+    fast = RawWs(server.port, "/ws?topic=big")
+    assert fast.recv_frame().payload.startswith(b"subscribed ")
+    wait_for(lambda: server.pubsub.subscribers("big") == 2)
+    chunk = "x" * 65536     # 13 MB in all: more than the kernel's buffers take
+
+    def publisher() -> None:
+        for i in range(200):
+            gkit.hub.publish("big", f"{i:03d}{chunk}")
+            gevent.sleep(0.002)
+
+    gevent.spawn(publisher)
+    for i in range(200):
+        assert fast.recv_frame().payload[:3] == f"{i:03d}".encode()
+    gkit.hub.publish("big", "after")
+    assert fast.recv_frame().payload == b"after"
+    wait_for(lambda: server.pubsub.subscribers("big") == 1)   # the slow one was closed
+    slow.close()
+
+
+def test_subscribe_and_unsubscribe_from_a_real_os_thread(serve: Any) -> None:
+    server = serve(app)
+    got: List[str] = []
+    done = allocate_lock()
+    done.acquire()
+    results: List[Any] = []
+
+    def in_thread() -> None:
+        server.pubsub.subscribe("th", got.append)
+        results.append(server.pubsub.subscribers("th"))
+        done.release()
+
+    start_os_thread(in_thread, ())
+    wait_for(lambda: results == [1])
+    gkit.hub.publish("th", "hi")
+    wait_for(lambda: got == ["hi"])
+    assert done.acquire(False)
+    start_os_thread(lambda: results.append(server.pubsub.unsubscribe("th", got.append)), ())
+    wait_for(lambda: len(results) == 2)
+    assert results[1] is True and server.pubsub.subscribers("th") == 0

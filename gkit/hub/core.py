@@ -115,7 +115,8 @@ class Hub:
         most a few seconds; at once while Redis is down: it is restored later).
         """
         if not self._in_loop():
-            return self._handoff(self.subscribe, (topic, target, close_after_send), wait=True)
+            call = functools.partial(self.subscribe, close_after_send=close_after_send)
+            return self._handoff(call, (topic, target), wait=True)
         topic = check_topic(topic)
         if hasattr(target, "send") and hasattr(target, "is_open"):
             send: Send = target.send if close_after_send is None else functools.partial(
@@ -138,7 +139,10 @@ class Hub:
     def unsubscribe(self, topic: str, target: Any) -> bool:
         """Stop delivering ``topic`` to ``target``; False if it was not subscribed."""
         if not self._in_loop():
-            return bool(self._handoff(self.unsubscribe, (topic, target), wait=True))
+            found: List[bool] = []
+            self._handoff(lambda t, x: found.append(self.unsubscribe(t, x)), (topic, target),
+                          wait=True)
+            return bool(found and found[0])
         subs = self._topics.get(topic)
         if subs is None or subs.pop(target, None) is None:
             return False
