@@ -1,7 +1,8 @@
 """``python -m examples.chat [--ip 127.0.0.1] [--port 8090] [--redis URL]``
 
 Serves the chat with gkit and prints the URL. Without ``--redis`` (or
-``REDIS_URL``) the rooms live in this process; with it, every process that
+``REDIS_URL``) the rooms live in this process; with it (which is also the server's
+gkit.hub), every process that
 points at the same Redis shares them.
 """
 from gevent import monkey
