@@ -66,6 +66,8 @@ def main() -> int:
                              ["--max-connections", str(per_worker), "--backlog", "4096"])
         fleets = None
         try:
+            time.sleep(1.0)
+            idle_rss = server.rss_mib()   # workers up, hub open, nothing connected
             fleets = Fleets(port, args.conns, args.clients, expect=1, wait=60, src_base=10)
             time.sleep(2.0)   # let the last subscriptions settle
             pids = process_tree(server.proc.pid)
@@ -80,12 +82,14 @@ def main() -> int:
     reached = r["counts"].get(0, 0)
     last = r["latest"].get(0, float("nan"))
     print("| connections asked | held | failed | connect rate (/s) | reached | lost "
-          "| last delivery (s) | server RSS total (MiB) | per connection (KiB) "
+          "| last delivery (s) | server RSS total (MiB) | of it before connections (MiB) "
+          "| added per connection (KiB) "
           "| open files per server process | processes subscribed |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(f"| {args.conns:,} | {fleets.held:,} | {fleets.failed:,} | "
           f"{fleets.held / max(fleets.seconds, 1e-9):,.0f} | {reached:,} | {fleets.held - reached:,} "
-          f"| {last:.2f} | {rss:,.0f} | {rss * 1024 / max(fleets.held, 1):.1f} "
+          f"| {last:.2f} | {rss:,.0f} | {idle_rss:,.0f} "
+          f"| {(rss - idle_rss) * 1024 / max(fleets.held, 1):.1f} "
           f"| {', '.join(str(f) for f in files)} | {receivers} |")
     ok = fleets.held == args.conns and reached == args.conns
     print("OK: all held and reached" if ok else "NOT OK: some connections were not held or reached")
