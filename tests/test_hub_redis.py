@@ -236,3 +236,27 @@ def test_redis_going_away_and_coming_back(redis_server: RedisProcess, gk: GkitRu
         ws.close()
         assert server.stop() == 0
     assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_an_in_process_redis_hub_resubscribes_and_pings(redis_server: RedisProcess,
+                                                        monkeypatch: Any) -> None:
+    from gkit.hub import redis as engine
+    monkeypatch.setattr(engine, "PING_AFTER", 0.3)   # a quiet connection is pinged, not dropped
+    hub = gkit.hub.open(redis_server.url)
+    try:
+        got: List[Any] = []
+        for _ in range(5):      # unsubscribe and subscribe again at once: still subscribed
+            hub.subscribe("flip", got.append)
+            assert hub.unsubscribe("flip", got.append) is True
+        hub.subscribe("flip", got.append)
+        gevent.sleep(1.5)       # several PINGs answered meanwhile
+        assert hub.connected
+        gkit.hub.publish_to(redis_server.url, "flip", "once")
+        hub.publish("flip", b"twice")
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        assert got == ["once", b"twice"]
+    finally:
+        hub.close()
+    assert hub.closed and not hub.engine._reader

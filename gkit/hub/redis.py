@@ -110,7 +110,11 @@ class RedisEngine:
         ps = self._ps
         self._confirmed.pop(channel(topic), None)
         if ps is not None:
-            gevent.spawn(self._send, ps, "unsubscribe", channel(topic))
+            gevent.spawn(self._unsubscribe, ps, topic)
+
+    def _unsubscribe(self, ps: Any, topic: str) -> None:
+        if topic not in self.hub._topics:   # not subscribed again meanwhile
+            self._send(ps, "unsubscribe", channel(topic))
 
     def close(self) -> None:
         self._closing = True
