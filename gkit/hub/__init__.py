@@ -25,6 +25,8 @@ import os
 import threading
 from typing import Any, Dict, List, Optional
 
+from gevent._hub_local import get_hub_if_exists
+
 from ..errors import ConfigError, HubUnavailable
 from .core import Hub
 from .wire import Message, channel, check_message, check_topic, check_url, decode, encode, redact
@@ -66,6 +68,10 @@ def open(url: Optional[str] = None) -> Hub:  # noqa: A001 (gkit.hub.open, like i
     if hub is not None and not hub.closed:
         hub._refs += 1
         return hub
+    if _open and get_hub_if_exists() is None:
+        raise RuntimeError(f"gkit.hub.open({url!r}) from a thread that runs no gevent loop: "
+                           f"open it in the server's loop (at start or in a view) and hand the "
+                           f"Hub to the thread, or use gkit.hub.publish_to(url, ...) here")
     hub = _open[url] = Hub(url, check_url(url)[0])
     return hub
 
