@@ -188,9 +188,9 @@ def part_a(subs: int, reps: int, fleet_procs: int) -> None:
                     fleets.kill()
                 server.stop()
     ref = statistics.median(rows["websockets"])
-    print(f"| server | subscribers held | time to last delivery, median (ms) | each rep (ms) "
-          f"| vs websockets | lost | server CPU for it (ms) | sends per CPU-second "
-          f"| server RSS (MiB) |")
+    print("| server | subscribers held | time to last delivery, median (ms) | each rep (ms) "
+          "| vs websockets | lost | server CPU for it (ms) | sends per CPU-second "
+          "| server RSS (MiB) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in ("gkit", "websockets"):
         med = statistics.median(rows[name])

@@ -87,7 +87,8 @@ def main() -> int:
           "| open files per server process | processes subscribed |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(f"| {args.conns:,} | {fleets.held:,} | {fleets.failed:,} | "
-          f"{fleets.held / max(fleets.seconds, 1e-9):,.0f} | {reached:,} | {fleets.held - reached:,} "
+          f"{fleets.held / max(fleets.seconds, 1e-9):,.0f} | {reached:,} "
+          f"| {fleets.held - reached:,} "
           f"| {last:.2f} | {rss:,.0f} | {idle_rss:,.0f} "
           f"| {(rss - idle_rss) * 1024 / max(fleets.held, 1):.1f} "
           f"| {', '.join(str(f) for f in files)} | {receivers} |")

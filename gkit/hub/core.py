@@ -104,7 +104,8 @@ class Hub:
         """Subscribers of ``topic`` in this process (closed channels not yet dropped count)."""
         return len(self._topics.get(topic, ()))
 
-    def subscribe(self, topic: str, target: Any, *, close_after_send: Optional[bool] = None) -> None:
+    def subscribe(self, topic: str, target: Any, *,
+                  close_after_send: Optional[bool] = None) -> None:
         """Deliver every message published on ``topic`` to ``target``: a channel
         (``target.send(message)``; dropped once closed) or a callable
         (``target(message)``, run in the fan-out greenlet: it must not block).
