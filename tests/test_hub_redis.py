@@ -238,6 +238,26 @@ def test_redis_going_away_and_coming_back(redis_server: RedisProcess, gk: GkitRu
     assert "Traceback" not in server.stderr, server.stderr
 
 
+def test_gunicorn_workers_share_the_hub_named_by_GKIT_HUB(redis_server: RedisProcess) -> None:
+    pytest.importorskip("gunicorn")
+    from test_gunicorn import Gunicorn
+    server = Gunicorn("-e", f"GKIT_HUB={redis_server.url}", workers=2,
+                      app="tests.apps.hub_app:app")
+    try:
+        sockets, pids = [], set()
+        for _ in range(8):
+            ws, pid = subscribe_ws(server.port, "g")
+            sockets.append(ws)
+            pids.add(pid)
+        assert gkit.hub.publish_to(redis_server.url, "g", "to all workers") == len(pids)
+        for ws in sockets:
+            assert ws_message(ws) == "to all workers"
+            ws.close()
+        assert "Traceback" not in server.log, server.log
+    finally:
+        assert server.stop() == 0
+
+
 def test_an_in_process_redis_hub_resubscribes_and_pings(redis_server: RedisProcess,
                                                         monkeypatch: Any) -> None:
     from gkit.hub import redis as engine

@@ -74,4 +74,6 @@ def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         return _answer(start_response, "202 Accepted", "publishing from a thread")
     if path == "/count":
         return _answer(start_response, "200 OK", f"{gkit.hub.current().subscribers(topic)} {pid}")
+    if path == "/hello":
+        return _answer(start_response, "200 OK", "hello")
     return _answer(start_response, "404 Not Found", "no such path")
