@@ -280,3 +280,22 @@ def test_an_in_process_redis_hub_resubscribes_and_pings(redis_server: RedisProce
     finally:
         hub.close()
     assert hub.closed and not hub.engine._reader
+
+
+def test_a_burst_of_publishing_greenlets_shares_a_few_connections(
+        redis_server: RedisProcess) -> None:
+    import redis
+    hub = gkit.hub.open(redis_server.url)
+    try:
+        got: List[Any] = []
+        hub.subscribe("burst", got.append)
+        jobs = [gevent.spawn(hub.publish, "burst", f"m{i}") for i in range(500)]
+        gevent.joinall(jobs, timeout=20, raise_error=True)
+        deadline = time.monotonic() + 10
+        while len(got) < 500 and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        assert sorted(got) == sorted(f"m{i}" for i in range(500))
+        clients = redis.Redis.from_url(redis_server.url).client_list()
+        assert len(clients) <= 8 + 1 + 1, clients   # publishers + the subscriber + this one
+    finally:
+        hub.close()

@@ -41,6 +41,7 @@ BACKOFF_MAX = 5.0
 PING_AFTER = 15.0      # seconds of silence before the reader pings Redis
 PING_WAIT = 10.0       # and how long it waits for the answer before reconnecting
 CONFIRM_WAIT = 5.0     # seconds subscribe() waits for Redis to confirm a new topic
+PUBLISH_CONNECTIONS = 8   # per process; more publishing greenlets wait for one
 
 
 def _redis() -> Any:
@@ -51,14 +52,20 @@ def _redis() -> Any:
     return redis
 
 
-def client(url: str, **options: Any) -> Any:
-    """A redis-py client for ``url`` that fails fast (no retries, short timeouts)."""
+def client(url: str, pool: int = 0, **options: Any) -> Any:
+    """A redis-py client for ``url`` that fails fast (no retries, short
+    timeouts); with ``pool``, at most that many connections, which callers
+    beyond it wait for (so a burst of publishing greenlets cannot open
+    thousands of connections)."""
     redis = _redis()
     from redis.backoff import NoBackoff
     from redis.retry import Retry
     options = dict(dict(socket_connect_timeout=2.0, socket_timeout=5.0,
                         retry=Retry(NoBackoff(), 0), health_check_interval=0), **options)
     try:
+        if pool:
+            return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+                url, max_connections=pool, timeout=5.0, **options))
         return redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise ConfigError(f"hub URL {url!r}: {exc} (expected redis://host:port/db)") from None
@@ -71,7 +78,7 @@ class RedisEngine:
         self.hub = hub
         self.safe_url = hub.safe_url
         self._redis = _redis()
-        self._client = client(url)
+        self._client = client(url, pool=PUBLISH_CONNECTIONS)
         self._sub_client = client(url, socket_timeout=PING_AFTER + PING_WAIT)
         self._ps: Any = None           # the PubSub while connected
         self._confirmed: Dict[bytes, Event] = {}
