@@ -72,6 +72,10 @@ class Hub:
         self._refs = 1
         self._loop_hub = gevent.get_hub()
         self._topics: Dict[str, Dict[Any, Tuple[Send, bool]]] = {}
+        self.engine: Any = None
+        if scheme != "memory":   # first: a missing redis-py fails before anything starts
+            from .redis import RedisEngine
+            self.engine = RedisEngine(self, url)
         self._queue: Deque[Tuple[str, Message]] = deque()
         self._wake = Event()
         self._fanout = gevent.spawn(self._fanout_forever)
@@ -85,10 +89,6 @@ class Hub:
         self._inbox_runner: Optional[gevent.Greenlet] = None
         self._sweeper = self._loop_hub.loop.timer(SWEEP_EVERY, SWEEP_EVERY)
         self._sweeper.start(self._sweep)
-        self.engine: Any = None
-        if scheme != "memory":
-            from .redis import RedisEngine
-            self.engine = RedisEngine(self, url)
 
     # -- public API ------------------------------------------------------------------
     @property
