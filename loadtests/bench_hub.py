@@ -4,7 +4,8 @@
     python loadtests/bench_hub.py --only a     # one part
     python loadtests/bench_hub.py --smoke      # CI: small numbers, one rep
 
-(a) one server process, 10,000 WebSocket subscribers, one publish: gkit
+(a) one server process (pinned to core 0; clients to core 1), 10,000
+    WebSocket subscribers, one publish: gkit
     (``gkit.hub.publish`` from a WebSocket callback, memory://) beside the
     ``websockets`` library's ``broadcast()`` to the same number of
     connections (loadtests/peers/ws_broadcast.py), interleaved reps, medians.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import shutil
 import os
 import socket
 import statistics
@@ -89,15 +91,21 @@ class Server:
         self.log.close()
 
 
-def gkit_server(port: int, hub: str, workers: int = 1, extra: List[str] = ()) -> Server:
-    argv = [sys.executable, "-m", "gkit", "loadtests.hub_app:app", "--ip", "127.0.0.1",
+def pin(core: Optional[int]) -> List[str]:
+    """``taskset -c CORE`` when asked for and available (else nothing)."""
+    return ["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []
+
+
+def gkit_server(port: int, hub: str, workers: int = 1, extra: List[str] = (),
+                core: Optional[int] = None) -> Server:
+    argv = [*pin(core), sys.executable, "-m", "gkit", "loadtests.hub_app:app", "--ip", "127.0.0.1",
             "--port", str(port), "--hub", hub, "--workers", str(workers),
             "--log-level", "warning", *extra]
     return Server(argv, f"gkit-w{workers}", port)
 
 
-def websockets_server(port: int) -> Server:
-    argv = [sys.executable, str(REPO / "loadtests" / "peers" / "ws_broadcast.py"),
+def websockets_server(port: int, core: Optional[int] = None) -> Server:
+    argv = [*pin(core), sys.executable, str(REPO / "loadtests" / "peers" / "ws_broadcast.py"),
             "--port", str(port)]
     return Server(argv, "websockets", port)
 
@@ -106,11 +114,11 @@ class Fleets:
     """Client processes holding ``total`` subscribers between them."""
 
     def __init__(self, port: int, total: int, procs: int, expect: int, wait: float,
-                 src_base: Optional[int] = None) -> None:
+                 src_base: Optional[int] = None, core: Optional[int] = None) -> None:
         self.procs: List[subprocess.Popen] = []
         per = [total // procs + (1 if i < total % procs else 0) for i in range(procs)]
         for i, count in enumerate(per):
-            argv = [sys.executable, FLEET, "--port", str(port), "--count", str(count),
+            argv = [*pin(core), sys.executable, FLEET, "--port", str(port), "--count", str(count),
                     "--expect", str(expect), "--wait", str(wait), "--connect-timeout", "300"]
             if src_base is not None:
                 argv += ["--src", f"127.{src_base + i}"]
@@ -161,7 +169,8 @@ def control_publish(port: int, seq: int) -> None:
 
 def part_a(subs: int, reps: int, fleet_procs: int) -> None:
     print(f"(a) one process, {subs:,} WebSocket subscribers, one publish "
-          f"({fleet_procs} client processes), {reps} rep(s), interleaved")
+          f"({fleet_procs} client processes), {reps} rep(s), interleaved; "
+          f"server on core 0, clients on core 1")
     rows: Dict[str, List[float]] = {"gkit": [], "websockets": []}
     lost: Dict[str, int] = {"gkit": 0, "websockets": 0}
     held: Dict[str, int] = {"gkit": 0, "websockets": 0}
@@ -170,10 +179,11 @@ def part_a(subs: int, reps: int, fleet_procs: int) -> None:
     for _ in range(reps):
         for name in ("gkit", "websockets"):
             port = free_port()
-            server = gkit_server(port, "memory://") if name == "gkit" else websockets_server(port)
+            server = (gkit_server(port, "memory://", core=0) if name == "gkit"
+                      else websockets_server(port, core=0))
             fleets = None
             try:
-                fleets = Fleets(port, subs, fleet_procs, expect=1, wait=30)
+                fleets = Fleets(port, subs, fleet_procs, expect=1, wait=30, core=1)
                 held[name] = fleets.held
                 time.sleep(0.5)
                 rss[name] = server.rss_mib()
