@@ -22,7 +22,6 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import gevent
 from gevent._hub_local import get_hub_if_exists
-from gevent.event import Event
 from gevent.monkey import get_original
 from greenlet import GreenletExit, getcurrent
 
@@ -77,9 +76,9 @@ class Hub:
             from .redis import RedisEngine
             self.engine = RedisEngine(self, url)
         self._queue: Deque[Tuple[str, Message]] = deque()
-        self._wake = Event()
-        self._fanout = gevent.spawn(self._fanout_forever)
-        self._fanout.name = "gkit.hub fan-out"
+        # The fan-out greenlet exists only while there is something to deliver:
+        # an idle hub holds no greenlet (and a Ctrl-C cannot land in one).
+        self._fanout: Optional[gevent.Greenlet] = None
         # Foreign threads append to _inbox (deque.append is atomic) and send
         # the async watcher, the one loop object that is safe to poke from
         # another thread; its callback runs in the loop and starts a greenlet.
@@ -182,7 +181,8 @@ class Hub:
         _forget_hub(self)
         if self.engine is not None:
             self.engine.close()
-        self._fanout.kill(block=False)
+        if self._fanout is not None:
+            self._fanout.kill(block=False)
         self._sweeper.stop()
         self._sweeper.close()
         self._async.stop()
@@ -198,16 +198,19 @@ class Hub:
         """A message for this process's subscribers (in the loop's thread)."""
         if topic in self._topics:
             self._queue.append((topic, message))
-            self._wake.set()
+            if self._fanout is None:
+                self._fanout = gevent.spawn(self._fan_out)
+                self._fanout.name = "gkit.hub fan-out"
 
-    def _fanout_forever(self) -> None:
+    def _fan_out(self) -> None:
+        """Deliver queued messages one after another, then end."""
         queue = self._queue
-        while True:
-            while not queue:
-                self._wake.clear()
-                self._wake.wait()
-            topic, message = queue.popleft()
-            self._deliver(topic, message)
+        try:
+            while queue:
+                topic, message = queue.popleft()
+                self._deliver(topic, message)
+        finally:
+            self._fanout = None
 
     def _deliver(self, topic: str, message: Message) -> None:
         subs = self._topics.get(topic)
