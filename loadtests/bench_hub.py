@@ -114,12 +114,13 @@ class Fleets:
     """Client processes holding ``total`` subscribers between them."""
 
     def __init__(self, port: int, total: int, procs: int, expect: int, wait: float,
-                 src_base: Optional[int] = None, core: Optional[int] = None) -> None:
+                 src_base: Optional[int] = None, core: Optional[int] = None,
+                 window: int = 256) -> None:
         self.procs: List[subprocess.Popen] = []
         per = [total // procs + (1 if i < total % procs else 0) for i in range(procs)]
         for i, count in enumerate(per):
             argv = [*pin(core), sys.executable, FLEET, "--port", str(port), "--count", str(count),
-                    "--expect", str(expect), "--wait", str(wait), "--connect-timeout", "300"]
+                    "--expect", str(expect), "--wait", str(wait), "--connect-timeout", "300", "--window", str(window)]
             if src_base is not None:
                 argv += ["--src", f"127.{src_base + i}"]
             self.procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,

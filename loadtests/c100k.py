@@ -68,7 +68,10 @@ def main() -> int:
         try:
             time.sleep(1.0)
             idle_rss = server.rss_mib()   # workers up, hub open, nothing connected
-            fleets = Fleets(port, args.conns, args.clients, expect=1, wait=60, src_base=10)
+            # 128 handshakes in flight per client process: all of them stay
+            # under net.ipv4.tcp_max_syn_backlog (2048 here).
+            fleets = Fleets(port, args.conns, args.clients, expect=1, wait=60, src_base=10,
+                            window=128)
             time.sleep(2.0)   # let the last subscriptions settle
             pids = process_tree(server.proc.pid)
             files = sorted((open_files(pid) for pid in pids), reverse=True)
