@@ -120,7 +120,8 @@ class Fleets:
         per = [total // procs + (1 if i < total % procs else 0) for i in range(procs)]
         for i, count in enumerate(per):
             argv = [*pin(core), sys.executable, FLEET, "--port", str(port), "--count", str(count),
-                    "--expect", str(expect), "--wait", str(wait), "--connect-timeout", "300", "--window", str(window)]
+                    "--expect", str(expect), "--wait", str(wait), "--connect-timeout", "300",
+                    "--window", str(window)]
             if src_base is not None:
                 argv += ["--src", f"127.{src_base + i}"]
             self.procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
