@@ -73,6 +73,7 @@ def open(url: Optional[str] = None) -> Hub:  # noqa: A001 (gkit.hub.open, like i
                            f"open it in the server's loop (at start or in a view) and hand the "
                            f"Hub to the thread, or use gkit.hub.publish_to(url, ...) here")
     hub = _open[url] = Hub(url, check_url(url)[0])
+    hub.on_closed = _forget_hub
     return hub
 
 

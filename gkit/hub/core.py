@@ -69,6 +69,7 @@ class Hub:
         self.scheme = scheme
         self.closed = False
         self._refs = 1
+        self.on_closed: Optional[Callable[["Hub"], None]] = None  # gkit.hub's registry
         self._loop_hub = gevent.get_hub()
         self._topics: Dict[str, Dict[Any, Tuple[Send, bool]]] = {}
         self.engine: Any = None
@@ -177,8 +178,8 @@ class Hub:
         if self._refs > 0 or self.closed:
             return
         self.closed = True
-        from . import _forget_hub
-        _forget_hub(self)
+        if self.on_closed is not None:
+            self.on_closed(self)
         if self.engine is not None:
             self.engine.close()
         if self._fanout is not None:

@@ -21,19 +21,18 @@ only the reader greenlet reads. Health checks are the reader's own PINGs
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Set
 
 import gevent
 from gevent.event import Event
 from greenlet import getcurrent
 
 from ..errors import ConfigError, HubUnavailable
-from .core import log
 from .wire import Message, channel, decode, encode, topic_of
 
-if TYPE_CHECKING:
-    from .core import Hub
+log = logging.getLogger("gkit.hub")
 
 CONTROL = b"gkit:__hub__"
 BACKOFF_START = 0.25   # seconds before the first reconnect; doubles up to BACKOFF_MAX
@@ -72,9 +71,11 @@ def client(url: str, pool: int = 0, **options: Any) -> Any:
 
 
 class RedisEngine:
-    """Carries a :class:`~gkit.hub.core.Hub`'s messages through Redis pub/sub."""
+    """Carries a :class:`~gkit.hub.core.Hub`'s messages through Redis pub/sub.
+    It uses of the hub: ``safe_url``, ``topics()`` and ``_enqueue(topic,
+    message)`` (in the loop's thread) and ``_topics``."""
 
-    def __init__(self, hub: "Hub", url: str) -> None:
+    def __init__(self, hub: Any, url: str) -> None:
         self.hub = hub
         self.safe_url = hub.safe_url
         self._redis = _redis()
