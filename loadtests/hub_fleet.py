@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     while done < len(conns) and time.monotonic() < end:
         events = ep.poll(1.0)
         now = time.monotonic()
-        for fd, ev in events:
+        for fd, _ in events:
             c = conns.get(fd)
             if c is None:
                 continue

@@ -44,6 +44,7 @@ _default: Optional[Hub] = None   # opened by current() when no server runs
 
 def resolve_url(url: Optional[str] = None) -> str:
     """``url``, else ``$GKIT_HUB``, else ``memory://``; checked (no I/O).
+    ``memory://NAME`` names a separate in-process hub (tests, isolation).
 
     >>> resolve_url("memory://")
     'memory://'
@@ -58,10 +59,11 @@ def open(url: Optional[str] = None) -> Hub:  # noqa: A001 (gkit.hub.open, like i
     on the first call, shared after it; each call takes one reference that
     :meth:`Hub.close` gives back. Call it from the server's loop (a greenlet).
 
-    >>> hub = open("memory://")
-    >>> hub.scheme, hub.connected
-    ('memory', True)
-    >>> hub.close()
+    >>> hub = open("memory://doctest")
+    >>> hub.scheme, hub.connected, hub is open("memory://doctest")
+    ('memory', True, True)
+    >>> hub.close(); hub.close(); hub.closed
+    True
     """
     url = resolve_url(url)
     hub = _open.get(url)
@@ -103,7 +105,7 @@ def current() -> Hub:
     """The hub of the running server (the last one started in this process),
     else a hub for ``$GKIT_HUB`` or ``memory://``, opened once and kept.
 
-    >>> current().publish("nobody-listens", "fine")
+    >>> current().publish("nobody-listens", "fine")  # doctest: +SKIP
     """
     global _default
     if _servers:

@@ -54,7 +54,7 @@ class Hub:
     """Topics and their subscribers in this process; see :func:`gkit.hub.open`.
 
     >>> import gkit.hub
-    >>> hub = gkit.hub.open("memory://")
+    >>> hub = gkit.hub.open("memory://doctest")   # memory://NAME: a hub of its own
     >>> got = []
     >>> hub.subscribe("news", got.append)
     >>> hub.publish("news", "hello")
