@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # Measured here (docs/scaling.md has the runs); override with the flags.
 KIB_PER_CONN = 6.9          # c100k.py: server RSS / connections held, all workers
 MIB_PER_PROCESS = 35.0      # a gkit worker with the hub open and nothing connected
-FANOUT_PER_CORE = 25_000    # bench_hub.py (a): 10,000 subscribers / time to the last one
-REDIS_DELIVERIES = 400_000  # --measure-redis: messages/s one Redis core hands to subscribers
+FANOUT_PER_CORE = 30_000    # bench_hub.py (a): gkit's sends per CPU-second of the server
+REDIS_DELIVERIES = 3_800_000  # --measure-redis: messages/s one Redis core hands to subscribers
 CONNS_PER_PROCESS = 16_000  # under the 20,000 open files per process
 
 
