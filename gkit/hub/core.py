@@ -83,7 +83,7 @@ class Hub:
         # Foreign threads append to _inbox (deque.append is atomic) and send
         # the async watcher, the one loop object that is safe to poke from
         # another thread; its callback runs in the loop and starts a greenlet.
-        self._inbox: Deque[Tuple[Callable[..., Any], tuple, Optional[_Outcome]]] = deque()
+        self._inbox: Deque[Tuple[Callable[..., Any], Tuple[Any, ...], Optional[_Outcome]]] = deque()
         self._async = self._loop_hub.loop.async_()
         self._async.start(self._from_threads)
         self._inbox_runner: Optional[gevent.Greenlet] = None
@@ -117,7 +117,8 @@ class Hub:
         """
         if not self._in_loop():
             call = functools.partial(self.subscribe, close_after_send=close_after_send)
-            return self._handoff(call, (topic, target), wait=True)
+            self._handoff(call, (topic, target), wait=True)
+            return
         topic = check_topic(topic)
         if hasattr(target, "send") and hasattr(target, "is_open"):
             send: Send = target.send if close_after_send is None else functools.partial(
@@ -257,7 +258,7 @@ class Hub:
         current = get_hub_if_exists()
         return current is self._loop_hub and getcurrent() is not current
 
-    def _handoff(self, fn: Callable[..., Any], args: tuple, wait: bool) -> Any:
+    def _handoff(self, fn: Callable[..., Any], args: Tuple[Any, ...], wait: bool) -> None:
         in_thread = get_hub_if_exists() is not self._loop_hub
         outcome = _Outcome() if (wait and in_thread) else None
         self._inbox.append((fn, args, outcome))
