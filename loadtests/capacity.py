@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Measured here (docs/scaling.md has the runs); override with the flags.
-KIB_PER_CONN = 6.9          # c100k.py: server RSS / connections held, all workers
-MIB_PER_PROCESS = 35.0      # a gkit worker with the hub open and nothing connected
+KIB_PER_CONN = 7.1          # c100k.py: server RSS added per held WebSocket, all workers
+MIB_PER_PROCESS = 33.0      # c100k.py: 293 MiB for 9 processes before any connection
 FANOUT_PER_CORE = 30_000    # bench_hub.py (a): gkit's sends per CPU-second of the server
 REDIS_DELIVERIES = 3_800_000  # --measure-redis: messages/s one Redis core hands to subscribers
 CONNS_PER_PROCESS = 16_000  # under the 20,000 open files per process
