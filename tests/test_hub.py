@@ -202,3 +202,16 @@ def test_subscribe_and_unsubscribe_from_a_real_os_thread(serve: Any) -> None:
     start_os_thread(lambda: results.append(server.pubsub.unsubscribe("th", got.append)), ())
     wait_for(lambda: len(results) == 2)
     assert results[1] is True and server.pubsub.subscribers("th") == 0
+
+
+def test_a_server_sent_events_channel_gets_one_event_per_message(serve: Any) -> None:
+    server = serve(app)
+    sse = RawConn(server.port)
+    sse.send(request("GET", "/sse?topic=ev"))
+    assert b"text/event-stream" in sse.read_until(b"\r\n\r\n")
+    wait_for(lambda: server.pubsub.subscribers("ev") == 1)
+    gkit.hub.publish("ev", "first")
+    gkit.hub.publish("ev", "two\nlines")
+    data = sse.read_until(b"data: lines\n\n")
+    assert data.index(b"data: first\n\n") < data.index(b"data: two\ndata: lines\n\n")
+    sse.close()

@@ -5,6 +5,7 @@ of every kind, in one WSGI app served in-process or by ``python -m gkit``.
   ``subscribed <pid>``, sent once the subscription is in effect.
 - ``/stream?topic=T``: an HTTP streaming subscriber (one chunk per message);
   its first chunk is ``subscribed <pid>\\n``.
+- ``/sse?topic=T``: a server-sent events subscriber (one event per message).
 - ``/poll?topic=T&ready=R``: a long poll answered by the next message; once
   subscribed it publishes ``R`` on topic ``ready`` (so a test knows it is parked).
 - ``/publish?topic=T&msg=M[&msg=...]``: publishes each ``M`` from this view
@@ -22,7 +23,7 @@ from urllib.parse import parse_qs
 from gevent.monkey import get_original
 
 import gkit.hub
-from gkit import HubUnavailable, with_channel
+from gkit import HubUnavailable, sse_channel, with_channel
 
 start_os_thread = get_original("_thread", "start_new_thread")
 
@@ -57,6 +58,10 @@ def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         ch.send({"status": 200, "headers": {"Content-Type": "text/plain"},
                  "body": f"subscribed {pid}\n"}, close_after_send=False)
         gkit.hub.subscribe(topic, ch, close_after_send=False)
+        return ch
+    if path == "/sse":
+        ch = sse_channel(environ)
+        gkit.hub.subscribe(topic, ch)     # one event per message
         return ch
     if path == "/poll":
         ch = with_channel(environ)
