@@ -104,6 +104,9 @@ class Config:
         (), "origins allowed to open a WebSocket, comma-separated: exact (https://example.com) "
             "or wildcard (https://*.example.com); others get 403 before the app runs, a "
             "handshake without Origin passes; empty = any origin")
+    hub: Optional[str] = _opt(
+        None, "gkit.hub URL: memory:// (this process) or redis://host:port/db (shared by every "
+              "process using it); none = $GKIT_HUB, else memory://", metavar="URL")
 
     def __post_init__(self) -> None:
         if self.http not in HTTP_ENGINES:
@@ -139,6 +142,9 @@ class Config:
                                              or any(c in self.health_path for c in " ?#")):
             raise ConfigError(f"health_path={self.health_path!r}: give a path starting with / "
                               f"(no spaces, query or fragment), e.g. /healthz")
+        if self.hub is not None:
+            from .hub.wire import check_url
+            check_url(self.hub)
         # _ssl._SSLContext is the base of the stdlib's and gevent's SSLContext,
         # so a context made before or after monkey-patching is accepted.
         if self.ssl_context is not None and not isinstance(self.ssl_context, _ssl._SSLContext):

@@ -40,3 +40,8 @@ class HandshakeError(ProtocolError):
     """A WebSocket upgrade request that cannot be accepted, answered with its
     ``status_hint``: 400, or 426 Upgrade Required for a ``Sec-WebSocket-Version``
     other than 13 (RFC 6455 §4.4); both carry ``Sec-WebSocket-Version: 13``."""
+
+
+class HubUnavailable(GkitError):
+    """A publish could not reach the hub's broker (e.g. Redis is down). The
+    message names the URL (password hidden); nothing was delivered."""

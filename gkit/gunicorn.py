@@ -65,6 +65,9 @@ gunicorn setting               in the gkit worker
 ``ciphers``, ``ssl_context``   ``ssl_context(conf, factory)`` hook works);
                                ALPN offers http/1.1 only.
 ``websocket_max_message_size`` ``max_ws`` (0: no limit)
+``raw_env`` ``GKIT_HUB=URL``   ``hub``: each worker opens gkit.hub from
+  (``-e GKIT_HUB=redis://...``) ``$GKIT_HUB`` (else ``memory://``), so all
+                               workers share topics through that Redis.
 ``accesslog``,                 every request (WebSocket upgrades and long
 ``access_log_format``,         polls included) goes to gunicorn's
 ``statsd_host``,               ``log.access(resp, req, environ, request_time)``

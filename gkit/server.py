@@ -189,6 +189,7 @@ class Server:
         self._sweeper: Any = None
         self._fds_logged = 0.0  # when the last "out of file descriptors" line was logged
         self._fds_missed = 0    # accepts that failed for it since
+        self.pubsub: Any = None  # the gkit.hub.Hub while running (see start)
         self.address = self._acceptors[0].socket.getsockname()
         self.port: int = self.address[1] if isinstance(self.address, tuple) else 0
         name = self.address[0] if isinstance(self.address, tuple) else "localhost"
@@ -200,6 +201,10 @@ class Server:
         if self.config.metrics_bind and self.metrics is None:
             from .metrics import serve_for
             self.metrics = serve_for(self)
+        # gkit.hub: open the hub (option hub, else $GKIT_HUB, else memory://);
+        # gkit.hub.current() is this one until stop() gives it back.
+        from . import hub as _hub
+        self.pubsub = _hub.attach(self.config.hub)
         for acc in self._acceptors:
             acc.start()
         self.status = "running"
@@ -371,6 +376,10 @@ class Server:
             unwatch(self)
         if self.metrics is not None:
             self.metrics.close()
+        if self.pubsub is not None:  # gkit.hub: after the channels closed
+            from . import hub as _hub
+            _hub.detach(self.pubsub)
+            self.pubsub = None
         self.status = "stopped"
         self._stopped.set()
 

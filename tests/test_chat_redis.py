@@ -154,7 +154,7 @@ def test_losing_redis_is_reported_and_survived(redis_server: RedisProcess,
     redis_server.stop()
     # Both processes notice, keep serving, and say what is wrong.
     for chat in (a, b):
-        wait_until(logged(chat, "redis: lost the connection to"), 20, "the lost-Redis log line")
+        wait_until(logged(chat, "gkit.hub: lost the connection to"), 20, "the lost-Redis log line")
         r = requests.get(chat.url + "healthz", timeout=5)
         assert r.status_code == 503 and r.json()["ok"] is False
         assert requests.get(chat.url, timeout=5).status_code == 200
@@ -176,8 +176,9 @@ def test_losing_redis_is_reported_and_survived(redis_server: RedisProcess,
             ws.close()
         for chat in (a, b):
             log = chat.log_text()
-            assert "ERROR gkit.chat: redis: lost the connection to redis://127.0.0.1:" in log
-            assert log.count("INFO gkit.chat: redis: subscribed") >= 2
+            assert "ERROR gkit.hub: lost the connection to redis://127.0.0.1:" in log
+            assert "INFO gkit.hub: subscribed to redis://127.0.0.1:" in log
+            assert "INFO gkit.hub: reconnected to redis://127.0.0.1:" in log
 
 
 def test_starts_without_redis_and_connects_when_it_appears() -> None:
@@ -188,7 +189,7 @@ def test_starts_without_redis_and_connects_when_it_appears() -> None:
     require(_redis_py(), "redis-py is not installed (pip install redis)")
     port = free_port()
     with ChatProcess(env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"}) as chat:
-        wait_until(logged(chat, f"redis: cannot reach redis://127.0.0.1:{port}/0"), 20,
+        wait_until(logged(chat, f"gkit.hub: cannot reach redis://127.0.0.1:{port}/0"), 20,
                    "the cannot-reach log line")
         r = requests.get(chat.url + "healthz", timeout=5)
         assert r.status_code == 503 and r.json()["hub"] == "redis"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import List
 
+import gevent
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,8 @@ def test_local_hub_numbers_per_room_and_bounds_history() -> None:
     for i in range(HISTORY + 5):
         hub.publish(new_message("msg", "a", "n", f"a{i}"))
     hub.publish(new_message("msg", "b", "n", "b0"))
+    gevent.sleep(0.05)        # delivery runs in gkit.hub's fan-out greenlet
+    hub.stop()
     assert [m["id"] for m in hub.history("a")] == list(range(6, HISTORY + 6))
     assert [(m["id"], m["text"]) for m in hub.history("b")] == [(1, "b0")]
     assert hub.history("nobody-here") == []
@@ -111,6 +114,8 @@ def test_local_hub_keeps_order_when_a_listener_publishes() -> None:
 
     hub.start(listener)
     hub.publish(new_message("msg", "r", "n", "first"))
+    gevent.sleep(0.05)        # delivery runs in gkit.hub's fan-out greenlet
+    hub.stop()
     assert order == [1, -1, 2]
     assert [m["id"] for m in hub.history("r")] == [1, 2]
 

@@ -60,3 +60,22 @@ def test_bench_ws_session_smoke():
 def test_bench_range_smoke():
     out = run_smoke("bench_range.py")
     assert "gkit" in out and "werkzeug" in out and "FAILED" not in out
+
+
+@pytest.mark.timeout(300)
+def test_bench_hub_smoke():
+    out = run_smoke("bench_hub.py", needs="redis-server")
+    assert "| gkit | 200 |" in out and "| websockets | 200 |" in out
+    assert "| 2 | 200 | 10 |" in out
+
+
+@pytest.mark.timeout(300)
+def test_c100k_smoke():
+    out = run_smoke("c100k.py", needs="redis-server")
+    assert "OK: all held and reached" in out
+
+
+@pytest.mark.timeout(300)
+def test_capacity_smoke():
+    out = run_smoke("capacity.py", needs="redis-server")
+    assert "| connections" in out and "1,000,000" in out

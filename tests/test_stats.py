@@ -66,7 +66,8 @@ def test_fields_at_rest(serve: Any) -> None:
         "app_calls_total": 0,
         "responses_total": {"1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0},
         "refused_total": {"400": 0, "408": 0, "413": 0, "414": 0, "431": 0, "501": 0, "503": 0},
-        "bytes_received_total": 0, "bytes_sent_total": 0, "hub": None}
+        "bytes_received_total": 0, "bytes_sent_total": 0,
+        "hub": {"engine": "memory", "connected": 1, "topics": 0, "subscribers": 0}}
 
 
 def test_connections_park_read_and_run(serve: Any) -> None:
@@ -169,7 +170,7 @@ def test_slow_head_counts_as_408(serve: Any) -> None:
 
 
 class _Hub:
-    """Stands in for gkit.hub's Hub (another branch): its public methods only."""
+    """Stands in for a hub with a callable ``connected``: public methods only."""
 
     scheme = "memory"
 
@@ -184,11 +185,19 @@ class _Hub:
 
 
 def test_hub_state_when_a_hub_is_open(serve: Any) -> None:
+    import gkit.hub
+
     server = serve(make_app(serve))
-    assert server.stats()["hub"] is None
-    server.pubsub = _Hub()
-    assert server.stats()["hub"] == {"engine": "memory", "connected": 1, "topics": 2,
-                                     "subscribers": 4}
+    assert server.stats()["hub"] == {"engine": "memory", "connected": 1, "topics": 0,
+                                     "subscribers": 0}
+    gkit.hub.subscribe("room:1", lambda message: None)
+    assert server.stats()["hub"]["topics"] == 1 and server.stats()["hub"]["subscribers"] == 1
+    real, server.pubsub = server.pubsub, _Hub()
+    try:
+        assert server.stats()["hub"] == {"engine": "memory", "connected": 1, "topics": 2,
+                                         "subscribers": 4}
+    finally:
+        server.pubsub = real
 
 
 def test_sse_counts_as_sse(serve: Any) -> None:

@@ -1,7 +1,8 @@
 """``python -m examples.chat [--ip 127.0.0.1] [--port 8090] [--redis URL]``
 
 Serves the chat with gkit and prints the URL. Without ``--redis`` (or
-``REDIS_URL``) the rooms live in this process; with it, every process that
+``REDIS_URL``) the rooms live in this process; with it (which is also the server's
+gkit.hub), every process that
 points at the same Redis shares them.
 """
 from gevent import monkey
@@ -70,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         hub = LocalHub()
         log.info("hub: in-process (start with --redis URL to share rooms between processes)")
     app = ChatApp(hub, poll_timeout=args.poll_timeout, poll_grace=args.poll_grace)
-    server = run_server(app, ip=args.ip, port=args.port, thread=None,
+    server = run_server(app, ip=args.ip, port=args.port, thread=None, hub=hub.url,
                         max_ws=64 * 1024, max_body=64 * 1024, max_buffered=args.max_buffered)
     host = f"[{args.ip}]" if ":" in args.ip else args.ip
     url = f"http://{host}:{server.port}/"

@@ -92,9 +92,11 @@ class HTTPError(Exception):
 
 class Member:
     """A WebSocket client in a room. Until its history frame is out, live
-    messages wait in ``pending`` so they cannot overtake the history."""
+    messages wait in ``pending`` so they cannot overtake the history;
+    ``last`` (epoch, id) is the newest message it has, so one that reaches
+    it through both the history and the hub is sent once."""
 
-    __slots__ = ("nick", "peer", "ready", "joined", "pending")
+    __slots__ = ("nick", "peer", "ready", "joined", "pending", "last")
 
     def __init__(self, nick: str, peer: str) -> None:
         self.nick = nick
@@ -102,6 +104,11 @@ class Member:
         self.ready = False
         self.joined = False
         self.pending: List[Message] = []
+        self.last: Optional[Tuple[str, int]] = None
+
+
+def _newer(message: Message, last: Optional[Tuple[str, int]]) -> bool:
+    return last is None or message["epoch"] != last[0] or message["id"] > last[1]
 
 
 class Waiter:
@@ -256,13 +263,15 @@ class ChatApp:
         for ch, member in list(room.sockets.items()):
             if not member.ready:
                 member.pending.append(message)
-            else:
+            elif _newer(message, member.last):
+                member.last = (message["epoch"], message["id"])
                 # Never blocks; False means it is closed (its on_close cleans up).
                 ch.send(raw)
         if room.waiters:
             body = poll_body([message])
             for waiter in list(room.waiters):
-                self._answer(room, waiter, body)
+                if _newer(message, (waiter.epoch, waiter.since)):
+                    self._answer(room, waiter, body)
 
     def _publish(self, kind: str, room: str, nick: str, text: str = "") -> Message:
         return self.hub.publish(new_message(kind, room, nick, text))
@@ -306,8 +315,10 @@ class ChatApp:
         ch.send(history_frame(room_name, history))
         last = (history[-1]["epoch"], history[-1]["id"]) if history else None
         for message in member.pending:
-            if last is None or message["epoch"] != last[0] or message["id"] > last[1]:
+            if _newer(message, last):
                 ch.send(encode(message))
+                last = (message["epoch"], message["id"])
+        member.last = last
         member.pending = []
         member.ready = True
         if not ch.is_open:
