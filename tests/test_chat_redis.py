@@ -202,3 +202,24 @@ def test_starts_without_redis_and_connects_when_it_appears() -> None:
             ws_recv_until(alice, is_msg("alice", "redis is here"))
             alice.close()
         assert "Traceback" not in chat.log_text()
+
+
+def test_first_healthz_of_each_worker_is_200_when_redis_is_fine(
+        redis_server: RedisProcess) -> None:
+    """Issue 8 point 16: under `gkit --workers N --hub redis://...` the first
+    /healthz a fresh worker answered was 503 with "error": null."""
+    from apps_cli import GkitProcess
+
+    proc = GkitProcess("examples.chat.wsgi:app", "--ip", "127.0.0.1", "--port", "0",
+                       "--workers", "3", "--hub", redis_server.url, cwd=str(ROOT))
+    try:
+        url = proc.ready()
+        proc.wait_line("worker serving", 15)
+        answers = []
+        for _ in range(9):  # fresh connections: the first ones land on fresh workers
+            r = requests.get(url + "/healthz", headers={"Connection": "close"}, timeout=5)
+            answers.append((r.status_code, r.json()["ok"], r.json()["error"]))
+        assert answers == [(200, True, None)] * 9, answers
+    finally:
+        proc.signal()
+        proc.wait(20)
