@@ -26,56 +26,24 @@ def run_smoke(script: str, needs: str = "") -> str:
     return proc.stdout
 
 
-@pytest.mark.timeout(300)
-def test_bench_http_smoke():
-    out = run_smoke("bench_http.py", needs="wrk")
-    assert "gkit-httptools" in out and "gkit-h11" in out
+# (script, the tool it needs, what its output must show)
+SMOKES = [
+    ("bench_http.py", "wrk", ["gkit-httptools", "gkit-h11"]),
+    ("bench_idle.py", "", ["gkit-httptools", "OK"]),
+    ("bench_ws.py", "", ["gkit", "websockets"]),
+    ("bench_longpoll.py", "", ["delivered"]),
+    ("bench_ws_session.py", "", ["text32", "wsproto"]),
+    ("bench_range.py", "", ["gkit", "werkzeug"]),
+    ("bench_hub.py", "redis-server", ["| gkit | 200 |", "| websockets | 200 |", "| 2 | 200 | 10 |"]),
+    ("c100k.py", "redis-server", ["OK: all held and reached"]),
+    ("capacity.py", "redis-server", ["| connections", "1,000,000"]),
+]
 
 
 @pytest.mark.timeout(300)
-def test_bench_idle_smoke():
-    out = run_smoke("bench_idle.py")
-    assert "gkit-httptools" in out and "OK" in out
-
-
-@pytest.mark.timeout(300)
-def test_bench_ws_smoke():
-    out = run_smoke("bench_ws.py")
-    assert "gkit" in out and "websockets" in out
-
-
-@pytest.mark.timeout(300)
-def test_bench_longpoll_smoke():
-    out = run_smoke("bench_longpoll.py")
-    assert "delivered" in out
-
-
-@pytest.mark.timeout(300)
-def test_bench_ws_session_smoke():
-    out = run_smoke("bench_ws_session.py")
-    assert "text32" in out and "wsproto" in out
-
-
-@pytest.mark.timeout(300)
-def test_bench_range_smoke():
-    out = run_smoke("bench_range.py")
-    assert "gkit" in out and "werkzeug" in out and "FAILED" not in out
-
-
-@pytest.mark.timeout(300)
-def test_bench_hub_smoke():
-    out = run_smoke("bench_hub.py", needs="redis-server")
-    assert "| gkit | 200 |" in out and "| websockets | 200 |" in out
-    assert "| 2 | 200 | 10 |" in out
-
-
-@pytest.mark.timeout(300)
-def test_c100k_smoke():
-    out = run_smoke("c100k.py", needs="redis-server")
-    assert "OK: all held and reached" in out
-
-
-@pytest.mark.timeout(300)
-def test_capacity_smoke():
-    out = run_smoke("capacity.py", needs="redis-server")
-    assert "| connections" in out and "1,000,000" in out
+@pytest.mark.parametrize("script,needs,shows", SMOKES, ids=[row[0] for row in SMOKES])
+def test_smoke(script: str, needs: str, shows: list) -> None:
+    out = run_smoke(script, needs)
+    missing = [text for text in shows if text not in out]
+    assert not missing, f"{script} --smoke printed no {missing!r}:\n{out}"
+    assert "FAILED" not in out, out
