@@ -23,7 +23,9 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Collection, List, Optional, Tuple, Union
+from typing import Callable, Collection, List, Optional, Tuple, TypeVar, Union
+
+T = TypeVar("T")
 
 TIMEOUT = 5.0
 
@@ -444,3 +446,16 @@ class RawConn(SocketReader):
             self.eof = True
         self.buf += chunk
         return False
+
+
+def poll_until(read: Callable[[], T], check: Callable[[T], bool], timeout: float, what: str,
+               interval: float = 0.01) -> T:
+    """Call ``read()`` until ``check`` holds for what it returns (bounded by
+    ``timeout``); returns that value, or fails naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if check(value):
+            return value
+        assert time.monotonic() < deadline, f"{what} never matched: {value}"
+        time.sleep(interval)  # gevent's sleep: the test process is monkey-patched

@@ -8,14 +8,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from typing import Any, Dict, Iterator, Tuple
 
-import gevent
 import pytest
 import requests
 from apps_cli import GkitRunner, run_gkit
-from helpers import RawConn, request
+from helpers import RawConn, poll_until, request
 
 pytest.importorskip("prometheus_client", reason="pip install 'gkit[metrics]'")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -40,13 +38,7 @@ def scrape(port: int) -> Samples:
 
 
 def until(port: int, check: Any, timeout: float = 10.0) -> Samples:
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(port)
-        if check(samples):
-            return samples
-        assert time.monotonic() < deadline, f"metrics never matched: {samples}"
-        gevent.sleep(0.05)
+    return poll_until(lambda: scrape(port), check, timeout, "metrics", interval=0.05)
 
 
 def test_answers_while_every_slot_is_busy_and_the_queue_full(serve: Any) -> None:

@@ -9,12 +9,10 @@ of the condition itself, never a fixed sleep).
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Dict
 
-import gevent
 import pytest
-from helpers import RawConn, request
+from helpers import RawConn, poll_until, request
 from wshelpers import TEXT, RawWs, frame, handshake_request
 
 from gkit import with_channel
@@ -23,13 +21,7 @@ from gkit import with_channel
 def until(server: Any, check: Callable[[Dict[str, Any]], bool], timeout: float = 5.0
           ) -> Dict[str, Any]:
     """Poll server.stats() until ``check`` holds; returns that snapshot."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = server.stats()
-        if check(stats):
-            return stats
-        assert time.monotonic() < deadline, f"stats never matched: {stats}"
-        gevent.sleep(0.002)
+    return poll_until(server.stats, check, timeout, "stats", interval=0.002)
 
 
 def make_app(serve: Any) -> Any:
